@@ -1,0 +1,120 @@
+# tianchi-baselines: every target that needs Python depends on the virtual environment, which it creates.
+# `make help` lists the targets.
+
+SHELL := bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+
+COMP      ?= news_text_cls## competition: news_text_cls | street_char_rec
+MODEL     ?= tfidf## model name (see `make models`)
+FOLDS     ?= 5## number of folds
+FOLD      ?= 0## one fold for `make fold`
+SEED      ?= 42## seed of the folds
+DATA_DIR  ?= data/$(COMP)## the contest's files
+RUN       ?= runs/$(COMP)/$(MODEL)## run directory
+TRIALS    ?= 20## Optuna trials for `make tune`
+STORAGE   ?=## Optuna storage URL (default sqlite:///runs/optuna.db)
+SET       ?=## extra model params, space separated key=value
+CONFIG    ?=## YAML of model params (e.g. best params from tune)
+NPROC     ?= 1## processes (GPUs) for DDP through torchrun
+GPUS      ?=## GPU ids for parallel folds: `make -j5 folds GPUS="0 1 2 3 4"`
+RUNS      ?=## run directories for `make blend`
+SIZE      ?= mini## BERT size for `make pretrain`: mini | small | base
+TEST_FILE ?=## test file for `make predict` (default test_a.csv / mchar_test_a)
+
+SET_ARGS    = $(foreach s,$(SET),--set $(s))
+CONFIG_ARG  = $(if $(CONFIG),--config $(CONFIG))
+LAUNCH      = $(if $(filter-out 1,$(NPROC)),$(PY) -m torch.distributed.run --standalone --nproc_per_node $(NPROC),$(PY))
+CLI         = -m competitions.$(COMP)
+TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $(FOLDS) --seed $(SEED) $(CONFIG_ARG) $(SET_ARGS)
+FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
+
+.PHONY: help venv demo test test-all lint format models data train fold folds submit predict tune blend \
+        leaderboard report pretrain bench clean
+
+help: ## list the targets and variables
+	@echo "usage: make TARGET [VAR=value ...]"; echo; echo "targets:"
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1\t\2/' | expand -t 16
+	@echo; echo "variables (default):"
+	@grep -E '^[A-Z_]+ +\?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) +\?= *([^#]*)## (.*)/  \1\t\3 (\2)/' | expand -t 16
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create the virtual environment and install the project (automatic for every target)
+
+demo: $(STAMP) ## generated data for both contests, quick baselines, blend, leaderboard, executed notebook
+	$(PY) -m competitions.demo
+
+test: $(STAMP) ## lint and the fast test set (what CI runs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest -m "not slow" -q
+
+test-all: $(STAMP) ## lint and every test, slow ones included
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP) ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## ruff format and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+models: $(STAMP) ## the registered models of COMP
+	$(PY) $(CLI) models --params
+
+data: $(STAMP) ## generate demo data for COMP into DATA_DIR (the contest's exact file formats)
+	$(PY) $(CLI) synth --out $(DATA_DIR)
+
+train: $(STAMP) ## train all folds of MODEL on COMP (complete folds are skipped), write OOF, CV score, submission
+	$(LAUNCH) $(CLI) train $(TRAIN_ARGS) --fold all
+
+fold: $(STAMP) ## train one fold: FOLD=k
+	$(LAUNCH) $(CLI) train $(TRAIN_ARGS) --fold $(FOLD)
+
+folds: $(addprefix fold-,$(FOLD_IDS)) ## every fold as its own job (`make -j5 folds GPUS="0 1 2 3 4"`), then merge
+	$(PY) $(CLI) train $(TRAIN_ARGS) --fold all
+
+fold-%: $(STAMP)
+	@gpus=($(GPUS)); if [ $${#gpus[@]} -gt 0 ]; then export CUDA_VISIBLE_DEVICES=$${gpus[$$(( $* % $${#gpus[@]} ))]}; fi; \
+	echo "fold $*$${CUDA_VISIBLE_DEVICES:+ on GPU $$CUDA_VISIBLE_DEVICES}"; \
+	$(PY) $(CLI) train $(TRAIN_ARGS) --fold $* --quiet
+
+submit: $(STAMP) ## merge the complete folds of RUN and re-write its submission
+	$(PY) $(CLI) train $(TRAIN_ARGS) --fold all
+
+predict: $(STAMP) ## submission for a test file from RUN's fold models: OUT=file.csv [TEST_FILE=...]
+	$(PY) $(CLI) predict --run-dir $(RUN) --data-dir $(DATA_DIR) $(if $(TEST_FILE),--test-file $(TEST_FILE)) --out $(or $(OUT),$(RUN)/predict.csv) --force
+
+tune: $(STAMP) ## Optuna study over MODEL's search space: TRIALS=n [STORAGE=url]
+	$(PY) $(CLI) tune --model $(MODEL) --data-dir $(DATA_DIR) --trials $(TRIALS) --folds $(FOLDS) --seed $(SEED) \
+		$(if $(STORAGE),--storage $(STORAGE)) $(CONFIG_ARG) $(SET_ARGS)
+
+blend: $(STAMP) ## blend runs of COMP: RUNS="runs/x/a runs/x/b"
+	$(PY) $(CLI) blend --data-dir $(DATA_DIR) --runs $(RUNS)
+
+leaderboard: $(STAMP) ## every run under runs/ by CV score (COMP= to filter)
+	$(PY) -m common.leaderboard $(if $(filter command line,$(origin COMP)),--competition $(COMP))
+
+report: $(STAMP) ## execute notebooks/compare_baselines.ipynb on the runs under runs/
+	$(PY) -m common.report
+
+pretrain: $(STAMP) ## MLM-pretrain BERT on the news text: SIZE=mini|small|base
+	$(PY) -m competitions.news_text_cls pretrain --data-dir $(DATA_DIR) --out runs/news_text_cls/pretrained-$(SIZE) --size $(SIZE) $(SET_ARGS)
+
+bench: $(STAMP) ## run the CPU-sized benchmarks in bench/ (JSON lines)
+	for f in bench/*.py; do echo "# $$f"; $(PY) $$f || exit 1; done
+
+clean: ## remove runs/ and caches (keeps data/ and the venv)
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""Data-parallel helpers for runs launched by ``torchrun`` (DistributedDataParallel).
+
+Nothing here starts processes: ``make train NPROC=4`` launches ``torchrun --nproc_per_node 4``, which sets
+``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; the trainer initialises the process group from those on first use.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_distributed() -> bool:
+    return world_size() > 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and in a plain single-process run): the only process that writes artefacts."""
+    return rank() == 0
+
+
+def init_if_needed(device: torch.device) -> None:
+    """Join the process group torchrun prepared (nccl on CUDA, gloo on CPU)."""
+    if is_distributed() and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: this rank's CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank() if is_distributed() else torch.cuda.current_device())
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and is_distributed():
+        device = torch.device("cuda", local_rank())
+    return device
