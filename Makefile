@@ -23,14 +23,18 @@ CONFIG    ?=## YAML of model params (e.g. best params from tune)
 NPROC     ?= 1## processes (GPUs) for DDP through torchrun
 GPUS      ?=## GPU ids for parallel folds: `make -j5 folds GPUS="0 1 2 3 4"`
 RUNS      ?=## run directories for `make blend`
-SIZE      ?= mini## BERT size for `make pretrain`: mini | small | base
+SIZE      ?= small## BERT size for `make pretrain` and MODEL=bert: mini | small | base
+PRETRAINED ?= runs/news_text_cls/pretrained-$(SIZE)## pretrained BERT directory for MODEL=bert
 TEST_FILE ?=## test file for `make predict` (default test_a.csv / mchar_test_a)
 
 SET_ARGS    = $(foreach s,$(SET),--set $(s))
 CONFIG_ARG  = $(if $(CONFIG),--config $(CONFIG))
 LAUNCH      = $(if $(filter-out 1,$(NPROC)),$(PY) -m torch.distributed.run --standalone --nproc_per_node $(NPROC),$(PY))
 CLI         = -m competitions.$(COMP)
-TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $(FOLDS) --seed $(SEED) $(CONFIG_ARG) $(SET_ARGS)
+# MODEL=bert on news needs a pretrained directory: make pretrains it first (pretrain.json marks it complete)
+BERT_DEPS   = $(if $(and $(filter news_text_cls,$(COMP)),$(filter bert,$(MODEL))),$(PRETRAINED)/pretrain.json)
+BERT_SET    = $(if $(BERT_DEPS),--set pretrained=$(PRETRAINED))
+TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $(FOLDS) --seed $(SEED) $(CONFIG_ARG) $(BERT_SET) $(SET_ARGS)
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
 .PHONY: help venv demo test test-all lint format models data train fold folds submit predict tune blend \
@@ -77,16 +81,16 @@ models: $(STAMP) ## the registered models of COMP
 data: $(STAMP) ## generate demo data for COMP into DATA_DIR (the contest's exact file formats)
 	$(PY) $(CLI) synth --out $(DATA_DIR)
 
-train: $(STAMP) ## train all folds of MODEL on COMP (complete folds are skipped), write OOF, CV score, submission
+train: $(STAMP) $(BERT_DEPS) ## train all folds of MODEL on COMP (complete folds are skipped), write OOF, CV score, submission
 	$(LAUNCH) $(CLI) train $(TRAIN_ARGS) --fold all
 
-fold: $(STAMP) ## train one fold: FOLD=k
+fold: $(STAMP) $(BERT_DEPS) ## train one fold: FOLD=k
 	$(LAUNCH) $(CLI) train $(TRAIN_ARGS) --fold $(FOLD)
 
 folds: $(addprefix fold-,$(FOLD_IDS)) ## every fold as its own job (`make -j5 folds GPUS="0 1 2 3 4"`), then merge
 	$(PY) $(CLI) train $(TRAIN_ARGS) --fold all
 
-fold-%: $(STAMP)
+fold-%: $(STAMP) $(BERT_DEPS)
 	@gpus=($(GPUS)); if [ $${#gpus[@]} -gt 0 ]; then export CUDA_VISIBLE_DEVICES=$${gpus[$$(( $* % $${#gpus[@]} ))]}; fi; \
 	echo "fold $*$${CUDA_VISIBLE_DEVICES:+ on GPU $$CUDA_VISIBLE_DEVICES}"; \
 	$(PY) $(CLI) train $(TRAIN_ARGS) --fold $* --quiet
@@ -97,9 +101,9 @@ submit: $(STAMP) ## merge the complete folds of RUN and re-write its submission
 predict: $(STAMP) ## submission for a test file from RUN's fold models: OUT=file.csv [TEST_FILE=...]
 	$(PY) $(CLI) predict --run-dir $(RUN) --data-dir $(DATA_DIR) $(if $(TEST_FILE),--test-file $(TEST_FILE)) --out $(or $(OUT),$(RUN)/predict.csv) --force
 
-tune: $(STAMP) ## Optuna study over MODEL's search space: TRIALS=n [STORAGE=url]
+tune: $(STAMP) $(BERT_DEPS) ## Optuna study over MODEL's search space: TRIALS=n [STORAGE=url]
 	$(PY) $(CLI) tune --model $(MODEL) --data-dir $(DATA_DIR) --trials $(TRIALS) --folds $(FOLDS) --seed $(SEED) \
-		$(if $(STORAGE),--storage $(STORAGE)) $(CONFIG_ARG) $(SET_ARGS)
+		$(if $(STORAGE),--storage $(STORAGE)) $(CONFIG_ARG) $(BERT_SET) $(SET_ARGS)
 
 blend: $(STAMP) ## blend runs of COMP: RUNS="runs/x/a runs/x/b"
 	$(PY) $(CLI) blend --data-dir $(DATA_DIR) --runs $(RUNS)
@@ -110,8 +114,11 @@ leaderboard: $(STAMP) ## every run under runs/ by CV score (COMP= to filter)
 report: $(STAMP) ## execute notebooks/compare_baselines.ipynb on the runs under runs/
 	$(PY) -m common.report
 
-pretrain: $(STAMP) ## MLM-pretrain BERT on the news text: SIZE=mini|small|base
-	$(PY) -m competitions.news_text_cls pretrain --data-dir $(DATA_DIR) --out runs/news_text_cls/pretrained-$(SIZE) --size $(SIZE) $(SET_ARGS)
+pretrain: $(PRETRAINED)/pretrain.json ## MLM-pretrain BERT on the news train+test text: SIZE=mini|small|base
+
+$(PRETRAINED)/pretrain.json: | $(STAMP)
+	$(PY) -m competitions.news_text_cls pretrain --size $(SIZE) --out $(PRETRAINED) \
+		--data-dir $(if $(filter news_text_cls,$(COMP)),$(DATA_DIR),data/news_text_cls)
 
 bench: $(STAMP) ## run the CPU-sized benchmarks in bench/ (JSON lines)
 	for f in bench/*.py; do echo "# $$f"; $(PY) $$f || exit 1; done

@@ -104,7 +104,8 @@ def check_run_dir(run_dir: Path, config: dict, force: bool) -> None:
                 f"{run_dir} holds a run of {key} {old.get(key)!r}, not {config[key]!r}; choose another --run-dir"
             )
     changed = sorted(k for k in ("folds_file", "params") if old.get(k) != config[k])
-    has_folds = any(run_dir.glob("fold*/metrics.json"))
+    # a complete fold, or a crashed one whose resume checkpoint (last.pt) was trained with the old params
+    has_folds = any(run_dir.glob("fold*/metrics.json")) or any(run_dir.glob("fold*/last.pt"))
     if changed and has_folds and not force:
         detail = ""
         if "params" in changed:
@@ -143,6 +144,7 @@ def add_train_arguments(p: argparse.ArgumentParser, competition: Competition) ->
 def cmd_train(competition: Competition, args) -> int:
     check_model(competition, args.model)
     params = model_params(args.model, args.config, args.set, args)
+    competition.configure(params)
     data_dir = data_dir_of(competition, args)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / competition.name / args.model
     folds_dir = Path(args.folds_dir) if args.folds_dir else Path("runs") / competition.name / "folds"
@@ -158,9 +160,6 @@ def cmd_train(competition: Competition, args) -> int:
         "data_dir": str(data_dir),
         "params": params,
     }
-    check_run_dir(run_dir, config, args.force)
-    if distributed.is_main_process():
-        write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     if args.fold == "all":
         which = cv.fold_numbers(folds)
     else:
@@ -170,6 +169,9 @@ def cmd_train(competition: Competition, args) -> int:
             raise UserError(f"--fold expects a fold number or 'all', got {args.fold!r}") from None
         if which[0] not in cv.fold_numbers(folds):
             raise UserError(f"--fold {which[0]} does not exist; folds are {cv.fold_numbers(folds)}")
+    check_run_dir(run_dir, config, args.force)
+    if distributed.is_main_process():
+        write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     from common.registry import create_model
 
     model = create_model(args.model, **params)
@@ -259,6 +261,7 @@ def cmd_tune(competition: Competition, args) -> int:
 
     check_model(competition, args.model)
     base = model_params(args.model, args.config, args.set, args)
+    competition.configure(base)
     data_dir = data_dir_of(competition, args)
     folds_dir = Path(args.folds_dir) if args.folds_dir else Path("runs") / competition.name / "folds"
     data = competition.load_train(data_dir)

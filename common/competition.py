@@ -46,6 +46,9 @@ class Competition(ABC):
     models_module: str
     greater_is_better: bool = True
 
+    def configure(self, params: dict) -> None:  # noqa: B027 (an optional hook, empty by default)
+        """Take data choices that users pass as params (e.g. ``--set split=official``) before data is loaded."""
+
     def import_models(self) -> None:
         importlib.import_module(self.models_module)
 

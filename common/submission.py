@@ -38,6 +38,12 @@ def write_frame(
 
 
 def archive_name(competition: str, model: str, score: float, root: str | Path = "submissions") -> Path:
-    """``submissions/<comp>/<model>-cv<score>-<timestamp>.csv``."""
+    """``submissions/<comp>/<model>-cv<score>-<timestamp>.csv`` (``-2``, ``-3``... appended when a submission of
+    the same model and score was archived within the same second, e.g. a merge re-run)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(root) / competition / f"{model}-cv{score:.5f}-{stamp}.csv"
+    stem = Path(root) / competition / f"{model}-cv{score:.5f}-{stamp}"
+    path, n = stem.with_name(stem.name + ".csv"), 1
+    while path.exists():
+        n += 1
+        path = stem.with_name(f"{stem.name}-{n}.csv")
+    return path

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from common import distributed as dist_utils
@@ -130,16 +130,23 @@ class Trainer:
         )
 
     def _distributed_loader(self, loader: DataLoader) -> DataLoader:
-        """Under DDP each rank sees its own shard (length bucketing is replaced by a DistributedSampler)."""
-        sampler = DistributedSampler(loader.dataset, shuffle=True, seed=torch.initial_seed() % 2**31)
+        """Under DDP each rank takes every ``world``-th step of the loader's own (batch) sampler, so length
+        bucketing, block samplers and their ``set_epoch`` keep working; every rank must draw the same order,
+        which seeding each rank alike (``seed_everything``) guarantees."""
+        rank, world = dist_utils.rank(), dist_utils.world_size()
+        common = {
+            "collate_fn": loader.collate_fn,
+            "num_workers": loader.num_workers,
+            "pin_memory": loader.pin_memory,
+            "worker_init_fn": loader.worker_init_fn,
+            "generator": loader.generator,
+        }
+        if loader.batch_sampler is not None:
+            return DataLoader(
+                loader.dataset, batch_sampler=ShardedSampler(loader.batch_sampler, rank, world), **common
+            )
         return DataLoader(
-            loader.dataset,
-            batch_size=loader.batch_size or getattr(loader.batch_sampler, "batch_size", 1),
-            sampler=sampler,
-            collate_fn=loader.collate_fn,
-            num_workers=loader.num_workers,
-            pin_memory=loader.pin_memory,
-            worker_init_fn=loader.worker_init_fn,
+            loader.dataset, batch_size=None, sampler=ShardedSampler(loader.sampler, rank, world), **common
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -219,7 +226,8 @@ class Trainer:
         best_weights: dict | None = None
         last_path = self._path("last.pt")
         if last_path is not None and last_path.exists():
-            ckpt = torch.load(last_path, map_location=self.device, weights_only=False)
+            # on the CPU: RNG states must stay CPU tensors; load_state_dict moves weights and optimizer state
+            ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
             raw_model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
@@ -359,6 +367,32 @@ class Trainer:
         """Logits for every row of ``loader`` (float32 numpy), in loader order."""
         model.to(self.device)
         return self.evaluate(model, loader)[1]
+
+
+class ShardedSampler:
+    """Rank ``rank``'s share of a (batch) sampler: items ``rank, rank + world, ...``, equal counts on every rank."""
+
+    def __init__(self, sampler, rank: int, world: int) -> None:
+        self.sampler, self.rank, self.world = sampler, rank, world
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.world
+
+    def __iter__(self):
+        limit = len(self) * self.world
+        for i, item in enumerate(self.sampler):
+            if i >= limit:
+                break
+            if i % self.world == self.rank:
+                yield item
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    @property
+    def generator(self):
+        return getattr(self.sampler, "generator", None)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

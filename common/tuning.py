@@ -10,11 +10,13 @@ several workers on several machines) works, and every worker pointed at the same
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy.exc
 import yaml
 
 from common import cv
@@ -48,17 +50,32 @@ class PruningReporter:
 def make_study(
     study_name: str, storage: str | None = None, seed: int = 42, greater_is_better: bool = True
 ) -> optuna.Study:
+    """Create or load the study. Workers started together on a fresh storage race to create its tables (a unique
+    violation or "already exists" in all but one of them): such errors are retried, the tables are then there."""
     storage = storage or DEFAULT_STORAGE
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize" if greater_is_better else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-    )
+    # SQLite: wait for a lock held by another worker instead of failing at once ("database is locked")
+    engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+    attempts = 8
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                study_name=study_name,
+                storage=optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs),
+                load_if_exists=True,
+                direction="maximize" if greater_is_better else "minimize",
+                sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+            )
+        except sqlalchemy.exc.ArgumentError as exc:
+            raise UserError(f"--storage {storage!r} is not a database URL ({exc})") from None
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            if attempt == attempts - 1:
+                detail = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+                raise UserError(f"cannot open the Optuna storage {storage!r}: {detail}") from None
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def tune(

@@ -26,7 +26,9 @@ from common.registry import register_model
 FEATURES = ["f0", "f1", "f2", "f3"]
 
 
-def write_toy_data(out: Path, n_train: int = 200, n_test: int = 50, n_classes: int = 3, seed: int = 0) -> Path:
+def write_toy_data(
+    out: Path, n_train: int = 200, n_test: int = 50, n_classes: int = 3, seed: int = 0
+) -> Path:
     rng = np.random.default_rng(seed)
     centers = rng.normal(0, 2.0, size=(n_classes, len(FEATURES)))
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,9 @@ class ToyCompetition(Competition):
 class _MLP(nn.Module):
     def __init__(self, n_in: int, n_classes: int, hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, n_classes))
+        self.net = nn.Sequential(
+            nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, n_classes)
+        )
 
     def forward(self, batch: dict) -> dict:
         logits = self.net(batch["x"])
@@ -109,7 +113,10 @@ class ToyMLPConfig(DeepConfig):
 
     @staticmethod
     def search_space(trial) -> dict:
-        return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True), "hidden": trial.suggest_int("hidden", 4, 32)}
+        return {
+            "lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True),
+            "hidden": trial.suggest_int("hidden", 4, 32),
+        }
 
 
 @register_model("toy_mlp", config=ToyMLPConfig)
@@ -120,7 +127,11 @@ class ToyMLP(ToyMLPConfig, TorchEstimator):
 
     def _make_loader(self, X, y, train, generator):
         return DataLoader(
-            _Rows(X, y), batch_size=self.batch_size, shuffle=train, generator=generator, num_workers=self.num_workers
+            _Rows(X, y),
+            batch_size=self.batch_size,
+            shuffle=train,
+            generator=generator,
+            num_workers=self.num_workers,
         )
 
 

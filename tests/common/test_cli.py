@@ -1,0 +1,188 @@
+"""The shared CLI through the toy contest: in-process via ``tests.common.toy.main`` and once as a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.common.conftest import run_python
+from tests.common.toy import main
+
+FAST_MLP = ["--set", "epochs=2", "--set", "lr=0.05"]
+
+
+@pytest.fixture
+def cli(tmp_path, toy_dir, monkeypatch, capsys):
+    """Run the toy CLI in ``tmp_path``; returns (exit code, stdout lines, stderr)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out.strip().splitlines(), err
+
+    run.data = toy_dir
+    return run
+
+
+def _train(cli, run_dir, model="toy_logreg", *extra):
+    return cli(
+        "train",
+        "--model",
+        model,
+        "--data-dir",
+        cli.data,
+        "--run-dir",
+        run_dir,
+        "--folds",
+        3,
+        "--quiet",
+        *extra,
+    )
+
+
+def _snapshot(folder):
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_train_all_folds(cli, tmp_path):
+    code, out, err = _train(cli, "runs/mlp", "toy_mlp", *FAST_MLP)
+    assert code == 0, err
+    assert out[-1].startswith("CV accuracy: ")
+    assert float(out[-1].split(": ")[1]) > 0.4
+    run = tmp_path / "runs/mlp"
+    sub = pd.read_csv(run / "submission.csv")
+    assert list(sub.columns) == ["id", "label"] and len(sub) == 50
+    assert len(list((tmp_path / "submissions/toy").glob("toy_mlp-cv*.csv"))) == 1
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"] == "toy_mlp" and config["params"]["epochs"] == 2 and config["params"]["quiet"]
+    assert {f"fold{k}" for k in range(3)} <= {p.name for p in run.iterdir()}
+    assert (tmp_path / "runs/toy/folds").is_dir()
+
+
+def test_one_fold_at_a_time_then_merge(cli, tmp_path):
+    run = tmp_path / "runs/lr"
+    code, out, _ = _train(cli, run, "toy_logreg", "--fold", 1)
+    assert code == 0 and out[-1].startswith("fold 1 accuracy")
+    assert not (run / "cv.json").exists() and not (run / "fold0").exists()
+    assert _train(cli, run, "toy_logreg", "--fold", 0)[0] == 0
+    assert not (run / "cv.json").exists()
+    code, out, _ = _train(cli, run, "toy_logreg", "--fold", 2)  # the last fold merges
+    assert code == 0 and out[-1].startswith("CV accuracy")
+    first = (run / "oof.npy").read_bytes()
+    folds_before = {k: v for k, v in _snapshot(run).items() if k.startswith("fold")}
+    stamps = {p: p.stat().st_mtime_ns for p in run.glob("fold*/*")}
+    code, out, err = _train(cli, run, "toy_logreg")  # all complete: skipped, merged again
+    assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in run.glob("fold*/*")} == stamps  # nothing retrained
+    assert {k: v for k, v in _snapshot(run).items() if k.startswith("fold")} == folds_before
+    assert out[-1].startswith("CV accuracy") and (run / "oof.npy").read_bytes() == first
+    assert len(list((tmp_path / "submissions/toy").glob("*.csv"))) == 2  # both merges archived
+    code, _, err = _train(cli, run, "toy_logreg", "--fold", 7)
+    assert code == 2 and "--fold 7 does not exist" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "toy_cnn"], "unknown model 'toy_cnn' for toy; known models: toy_logreg, toy_mlp"),
+        (["--model", "toy_mlp", "--set", "hiden=3"], "unknown config key(s) ['hiden']"),
+        (["--model", "toy_mlp", "--set", "epochs=two"], "config key 'epochs': expected an integer"),
+        (["--model", "toy_mlp", "--fold", "x"], "--fold expects a fold number or 'all'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(cli, tmp_path, argv, message):
+    code, out, err = cli("train", "--data-dir", cli.data, "--run-dir", "runs/x", *argv)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "runs/x").exists()
+
+
+def test_missing_data_dir(cli, tmp_path):
+    code, _, err = cli("train", "--model", "toy_logreg", "--data-dir", tmp_path / "nope", "--run-dir", "r")
+    assert code == 2 and "data directory not found" in err and "nope" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_dir_of_another_model_is_refused(cli, tmp_path):
+    run = tmp_path / "runs/shared"
+    assert _train(cli, run, "toy_logreg")[0] == 0
+    before = _snapshot(run)
+    code, _, err = _train(cli, run, "toy_mlp", *FAST_MLP)
+    assert code == 2 and "holds a run of model 'toy_logreg', not 'toy_mlp'" in err
+    assert _snapshot(run) == before
+
+
+def test_changed_params_on_an_existing_run(cli, tmp_path):
+    run = tmp_path / "runs/lr"
+    assert _train(cli, run, "toy_logreg", "--fold", 0)[0] == 0
+    before = _snapshot(run)
+    code, _, err = _train(cli, run, "toy_logreg", "--set", "C=0.5")
+    assert code == 2 and "other params" in err and "'C': (1.0, 0.5)" in err
+    assert _snapshot(run) == before
+    code, out, err = _train(cli, run, "toy_logreg", "--set", "C=0.5", "--force")
+    assert code == 0, err
+    assert yaml.safe_load((run / "config.yaml").read_text())["params"]["C"] == 0.5
+
+
+def test_changed_params_with_a_crashed_fold_is_refused(cli, tmp_path):
+    """A fold's resume checkpoint from other params must not be resumed with new ones."""
+    run = tmp_path / "runs/mlp"
+    assert _train(cli, run, "toy_mlp", *FAST_MLP, "--fold", 0)[0] == 0
+    (run / "fold0" / "metrics.json").unlink()
+    (run / "fold0" / "last.pt").write_bytes(b"a checkpoint of the old params")
+    code, _, err = _train(cli, run, "toy_mlp", *FAST_MLP, "--set", "hidden=8", "--fold", 0)
+    assert code == 2 and "other params" in err
+
+
+def test_predict(cli, tmp_path):
+    assert _train(cli, "runs/lr", "toy_logreg")[0] == 0
+    code, out, err = cli("predict", "--run-dir", "runs/lr", "--data-dir", cli.data, "--out", "pred.csv")
+    assert code == 0, err
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert pred.equals(pd.read_csv(tmp_path / "runs/lr/submission.csv"))
+    code, _, err = cli("predict", "--run-dir", "runs/lr", "--data-dir", cli.data, "--out", "pred.csv")
+    assert code == 2 and "refusing to overwrite" in err
+    code, _, err = cli("predict", "--run-dir", "runs/none", "--data-dir", cli.data, "--out", "p2.csv")
+    assert code == 2 and "not a run directory" in err
+
+
+def test_tune_then_train_with_best_config(cli, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    code, out, err = cli(
+        "tune", "--model", "toy_mlp", "--data-dir", cli.data, "--trials", 2, "--storage", storage,
+        "--folds", 3, "--folds-used", 1, "--set", "epochs=2", "--out", "best.yaml", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out[-1].startswith("best accuracy: ")
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert {"lr", "hidden"} <= set(best) and best["epochs"] == 2
+    assert not list((tmp_path / "runs/toy/tune").rglob("trial*"))  # trial folders are cleaned up
+    code, out, err = _train(cli, "runs/best", "toy_mlp", "--config", "best.yaml")
+    assert code == 0, err
+    params = yaml.safe_load((tmp_path / "runs/best/config.yaml").read_text())["params"]
+    assert params["lr"] == best["lr"] and params["hidden"] == best["hidden"]
+
+
+def test_models_verb(cli):
+    code, out, _ = cli("models")
+    assert code == 0 and out == ["toy_logreg", "toy_mlp"]
+
+
+def test_subprocess_train(tmp_path, toy_dir):
+    result = run_python(
+        ["-m", "tests.common.toy", "train", "--model", "toy_logreg", "--data-dir", str(toy_dir),
+         "--run-dir", "run", "--folds", "2", "--quiet"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("CV accuracy: ")
+    assert (tmp_path / "run/submission.csv").is_file()
+    assert "Traceback" not in result.stderr

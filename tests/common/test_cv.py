@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+
+from common import cv
+from common.errors import UserError
+from common.folds import get_folds
+from common.registry import create_model
+
+
+def _folds(data, tmp_path, k=3):
+    return get_folds(tmp_path / "folds", data.ids, data.strata, k, 42)[0]
+
+
+def _mlp(**kw):
+    return create_model("toy_mlp", **{"epochs": 3, "lr": 0.05, "quiet": True, "device": "cpu", **kw})
+
+
+def test_fold_artefacts_and_merge(toy_data, tmp_path):
+    comp, data, test = toy_data
+    folds = _folds(data, tmp_path)
+    run = tmp_path / "run"
+    results = cv.run_folds(_mlp(), data, folds, run, comp.score, test=test, metric_name="accuracy")
+    assert [r["fold"] for r in results] == [0, 1, 2]
+    for k in range(3):
+        d = run / f"fold{k}"
+        assert {"model.pkl", "oof.npy", "oof_ids.npy", "test.npy", "metrics.json"} <= {
+            p.name for p in d.iterdir()
+        }
+        assert not (d / "last.pt").exists()
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert metrics["n_valid"] == int((folds == k).sum()) and metrics["metric"] == "accuracy"
+        assert np.load(d / "oof_ids.npy").tolist() == data.ids[folds == k].tolist()
+        assert np.load(d / "test.npy").shape == (len(test.ids), 3)
+    summary = cv.merge(run, data, folds, comp.score, "accuracy")
+    oof = np.load(run / "oof.npy")
+    assert np.load(run / "oof_ids.npy").tolist() == data.ids.tolist()  # data order
+    for k in range(3):
+        assert np.array_equal(oof[folds == k], np.load(run / f"fold{k}" / "oof.npy"))
+    assert summary["score"] == pytest.approx(comp.score(data.y, oof))
+    assert summary["score"] > 0.5
+    expected_test = np.mean([np.load(run / f"fold{k}" / "test.npy") for k in range(3)], axis=0)
+    assert np.allclose(np.load(run / "test.npy"), expected_test)
+    assert json.loads((run / "cv.json").read_text())["n_folds"] == 3
+
+
+def test_complete_fold_skipped_unless_force(toy_data, tmp_path):
+    comp, data, _ = toy_data
+    folds = _folds(data, tmp_path)
+    run = tmp_path / "run"
+    cv.run_fold(_mlp(), data, folds, 0, run, comp.score)
+    marker = run / "fold0" / "metrics.json"
+    stamp = marker.stat().st_mtime_ns
+    calls = []
+    cv.run_fold(_mlp(), data, folds, 0, run, comp.score, callbacks=[lambda e, r: calls.append(e)])
+    assert calls == [] and marker.stat().st_mtime_ns == stamp
+    cv.run_fold(_mlp(), data, folds, 0, run, comp.score, force=True, callbacks=[lambda e, r: calls.append(e)])
+    assert calls == [0, 1, 2] and marker.stat().st_mtime_ns != stamp
+
+
+def test_merge_refuses_missing_folds(toy_data, tmp_path):
+    comp, data, _ = toy_data
+    folds = _folds(data, tmp_path)
+    run = tmp_path / "run"
+    cv.run_folds(create_model("toy_logreg"), data, folds, run, comp.score, which=[0, 2])
+    assert cv.missing_folds(run, folds) == [1]
+    with pytest.raises(UserError, match=r"fold\(s\) \[1\] are not complete"):
+        cv.merge(run, data, folds, comp.score)
+    assert not (run / "cv.json").exists() and not (run / "oof.npy").exists()
+
+
+def test_merge_refuses_folds_of_other_data(toy_data, tmp_path):
+    comp, data, _ = toy_data
+    folds = _folds(data, tmp_path)
+    run = tmp_path / "run"
+    cv.run_folds(create_model("toy_logreg"), data, folds, run, comp.score)
+    other = np.roll(folds, 1)
+    with pytest.raises(UserError, match="other data"):
+        cv.merge(run, data, other, comp.score)
+
+
+@pytest.mark.parametrize("name", ["toy_mlp", "toy_logreg"])
+def test_validation_labels_never_reach_the_model(toy_data, tmp_path, name):
+    comp, data, _ = toy_data
+    folds = _folds(data, tmp_path)
+    model = _mlp() if name == "toy_mlp" else create_model(name)
+    cv.run_fold(model, data, folds, 1, tmp_path / "a", comp.score)
+    rng = np.random.default_rng(0)
+    y = data.y.copy()
+    valid = np.flatnonzero(folds == 1)
+    y[valid] = rng.permutation((y[valid] + 1) % 3)
+    shuffled = type(data)(X=data.X, y=y, ids=data.ids, strata=data.strata)
+    cv.run_fold(model, shuffled, folds, 1, tmp_path / "b", comp.score)
+    assert np.array_equal(np.load(tmp_path / "a/fold1/oof.npy"), np.load(tmp_path / "b/fold1/oof.npy"))
+
+
+def test_predefined_split_with_train_only_rows(toy_data, tmp_path):
+    comp, data, _ = toy_data
+    folds = np.where(np.arange(len(data.y)) % 4 == 0, 0, -1)
+    assert cv.fold_numbers(folds) == [0]
+    run = tmp_path / "run"
+    cv.run_folds(create_model("toy_logreg"), data, folds, run, comp.score)
+    summary = cv.merge(run, data, folds, comp.score)
+    assert np.load(run / "oof_ids.npy").tolist() == data.ids[folds == 0].tolist()
+    assert summary["n_folds"] == 1
+
+
+def test_take():
+    import pandas as pd
+
+    idx = np.array([2, 0])
+    assert cv.take(np.arange(4), idx).tolist() == [2, 0]
+    assert cv.take(["a", "b", "c"], idx) == ["c", "a"]
+    frame = cv.take(pd.DataFrame({"v": [1, 2, 3]}, index=[10, 11, 12]), idx)
+    assert frame["v"].tolist() == [3, 1] and frame.index.tolist() == [0, 1]

@@ -1,0 +1,61 @@
+"""DDP on CPU: two processes under torchrun (gloo) train through ``common.trainer``; both end with identical
+weights and only rank 0 writes artefacts. Also the real CLI under torchrun."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from tests.common.conftest import free_port, run_python
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [
+        "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args,
+    ]  # fmt: skip
+
+
+def test_two_ranks_end_identical_and_only_rank0_writes(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_python(_torchrun("-m", "tests.common.ddp_worker", str(out)), cwd=tmp_path, timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    w0 = torch.load(out / "weights_rank0.pt", weights_only=True)
+    w1 = torch.load(out / "weights_rank1.pt", weights_only=True)
+    for key in w0:
+        assert torch.equal(w0[key], w1[key]), key
+    assert torch.equal(torch.load(out / "proba_rank0.pt"), torch.load(out / "proba_rank1.pt"))
+    assert (out / "rank0" / "best.pt").is_file() and (out / "rank0" / "log.jsonl").is_file()
+    assert len((out / "rank0" / "log.jsonl").read_text().splitlines()) == 3
+    assert not (out / "rank1").exists()
+
+
+def test_cli_under_torchrun(tmp_path, toy_dir):
+    args = _torchrun(
+        "-m", "tests.common.toy", "train", "--model", "toy_mlp", "--data-dir", str(toy_dir), "--run-dir", "run",
+        "--folds", "2", "--quiet", "--set", "epochs=2", "--set", "device=cpu",
+    )  # fmt: skip
+    result = run_python(args, cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("CV accuracy: ")]
+    assert len(lines) == 1  # printed by rank 0 only
+    run = tmp_path / "run"
+    assert json.loads((run / "cv.json").read_text())["n_folds"] == 2
+    for k in range(2):
+        assert (run / f"fold{k}" / "metrics.json").is_file() and (run / f"fold{k}" / "model.pkl").is_file()
+    assert (run / "submission.csv").is_file()
+    assert len(list((tmp_path / "submissions" / "toy").glob("*.csv"))) == 1
+
+
+def test_single_process_is_not_distributed(monkeypatch):
+    from common import distributed
+
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert not distributed.is_distributed() and distributed.is_main_process()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.is_distributed() and not distributed.is_main_process()
+    assert distributed.resolve_device("cpu").type == "cpu"

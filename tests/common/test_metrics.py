@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from common.errors import UserError
+from common.metrics import LOWER_IS_BETTER, accuracy, get_metric, log_loss, macro_f1, string_accuracy
+
+
+def test_accuracy():
+    assert accuracy(np.array([0, 1, 2, 1]), np.array([0, 1, 1, 1])) == 0.75
+
+
+def test_macro_f1_known_value():
+    # class 0: P=1 R=1/2 F1=2/3; class 1: P=1/2 R=1 F1=2/3; class 2: F1=1 -> mean 7/9
+    y_true = np.array([0, 0, 1, 2])
+    y_pred = np.array([0, 1, 1, 2])
+    assert macro_f1(y_true, y_pred) == pytest.approx(7 / 9)
+    assert isinstance(macro_f1(y_true, y_pred), float)
+
+
+def test_string_accuracy_is_whole_string():
+    assert string_accuracy(["12", "345", "6"], ["12", "344", "6"]) == pytest.approx(2 / 3)
+    assert string_accuracy([12, 7], ["12", "7"]) == 1.0
+    with pytest.raises(ValueError):
+        string_accuracy(["1"], ["1", "2"])
+
+
+def test_log_loss_known_value():
+    proba = np.array([[0.5, 0.5], [0.2, 0.8]])
+    assert log_loss(np.array([0, 1]), proba) == pytest.approx(-(np.log(0.5) + np.log(0.8)) / 2)
+    # labels order the columns
+    assert log_loss(np.array(["a", "b"]), proba, labels=["a", "b"]) == pytest.approx(log_loss([0, 1], proba))
+
+
+def test_get_metric():
+    assert get_metric("accuracy") is accuracy
+    assert "log_loss" in LOWER_IS_BETTER
+    with pytest.raises(UserError, match="unknown metric 'auc'.*macro_f1"):
+        get_metric("auc")
