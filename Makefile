@@ -23,6 +23,7 @@ CONFIG    ?=## YAML of model params (e.g. best params from tune)
 NPROC     ?= 1## processes (GPUs) for DDP through torchrun
 GPUS      ?=## GPU ids for parallel folds: `make -j5 folds GPUS="0 1 2 3 4"`
 RUNS      ?=## run directories for `make blend`
+CLASS_WEIGHTS ?=## non-empty: `make blend` also fits per-class weights (macro-F1)
 SIZE      ?= small## BERT size for `make pretrain` and MODEL=bert: mini | small | base
 PRETRAINED ?= runs/news_text_cls/pretrained-$(SIZE)## pretrained BERT directory for MODEL=bert
 TEST_FILE ?=## test file for `make predict` (default test_a.csv / mchar_test_a)
@@ -106,7 +107,7 @@ tune: $(STAMP) $(BERT_DEPS) ## Optuna study over MODEL's search space: TRIALS=n 
 		$(if $(STORAGE),--storage $(STORAGE)) $(CONFIG_ARG) $(BERT_SET) $(SET_ARGS)
 
 blend: $(STAMP) ## blend runs of COMP: RUNS="runs/x/a runs/x/b"
-	$(PY) $(CLI) blend --data-dir $(DATA_DIR) --runs $(RUNS)
+	$(PY) $(CLI) blend --data-dir $(DATA_DIR) --runs $(RUNS) $(if $(CLASS_WEIGHTS),--class-weights)
 
 leaderboard: $(STAMP) ## every run under runs/ by CV score (COMP= to filter)
 	$(PY) -m common.leaderboard $(if $(filter command line,$(origin COMP)),--competition $(COMP))

@@ -11,8 +11,27 @@ from common.errors import UserError
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Macro-averaged F1 over the classes present in either array (the news contest's metric)."""
-    return float(skm.f1_score(np.asarray(y_true), np.asarray(y_pred), average="macro"))
+    """Macro-averaged F1 over the classes present in either array (the news contest's metric).
+
+    Same value as ``sklearn.metrics.f1_score(average="macro")`` (a class never predicted nor true is absent; a
+    class with no true positives scores 0), computed with bincount: about 10x faster, which matters when a blend
+    evaluates it hundreds of times on 200k rows."""
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shape mismatch: {y_true.shape} vs {y_pred.shape}")
+    if len(y_true) == 0:
+        return 0.0
+    small_ints = y_true.dtype.kind in "iu" and y_pred.dtype.kind in "iu"
+    if small_ints and min(y_true.min(), y_pred.min()) >= 0 and max(y_true.max(), y_pred.max()) < 100_000:
+        t, p = y_true.astype(np.int64), y_pred.astype(np.int64)
+    else:
+        _, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+        t, p = codes[: len(y_true)], codes[len(y_true) :]
+    n = int(max(t.max(), p.max())) + 1
+    tp = np.bincount(t[t == p], minlength=n).astype(np.float64)
+    denom = np.bincount(t, minlength=n) + np.bincount(p, minlength=n)
+    present = denom > 0
+    return float((2 * tp[present] / denom[present]).mean())
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

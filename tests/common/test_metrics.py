@@ -36,3 +36,16 @@ def test_get_metric():
     assert "log_loss" in LOWER_IS_BETTER
     with pytest.raises(UserError, match="unknown metric 'auc'.*macro_f1"):
         get_metric("auc")
+
+
+@pytest.mark.parametrize("as_str", [False, True])
+def test_macro_f1_matches_sklearn_on_random_labels(as_str):
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        k = int(rng.integers(2, 15))
+        y_true, y_pred = rng.integers(0, k, 300), rng.integers(0, k + 2, 300)
+        if as_str:
+            y_true, y_pred = y_true.astype(str), y_pred.astype(str)
+        assert macro_f1(y_true, y_pred) == pytest.approx(f1_score(y_true, y_pred, average="macro"), abs=1e-12)

@@ -1,0 +1,199 @@
+"""The leaderboard: every run under ``runs/`` with its CV score, fold spread, time, key params and submission.
+
+Complete runs are ranked by CV score (per competition, in the metric's direction); a run with missing folds is
+listed after them as ``incomplete`` with the folds it has, never averaged into a score.
+
+``python -m common.leaderboard [--runs-root runs] [--competition C] [--out runs/leaderboard.csv]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.atomic import atomic_path
+from common.errors import UserError
+from common.runs import Run, describe, find_runs
+
+COLUMNS = [
+    "competition",
+    "rank",
+    "model",
+    "run",
+    "status",
+    "metric",
+    "cv_score",
+    "fold_mean",
+    "fold_std",
+    "folds_done",
+    "fold_scores",
+    "seconds",
+    "key_params",
+    "submission",
+    "complete",
+    "path",
+]
+#: params worth showing even when a model has a single run
+INTERESTING = (
+    "epochs",
+    "lr",
+    "batch_size",
+    "max_len",
+    "backbone",
+    "img_h",
+    "img_w",
+    "classifier",
+    "ngram_range",
+    "max_features",
+    "C",
+)
+
+
+def key_params(run: Run, siblings: Sequence[Run]) -> str:
+    """Params that differ between runs of the same model (else the usual suspects), as ``k=v`` pairs; a blend
+    shows its members' weights."""
+    if run.is_blend and run.cv and run.cv.get("weights"):
+        return "weights: " + ", ".join(f"{k}={v:.2f}" for k, v in run.cv["weights"].items())
+    params = run.params
+    others = [s.params for s in siblings if s is not run]
+    varying = sorted(k for k in params if any(o.get(k) != params[k] for o in others)) if others else []
+    keys = varying or [k for k in INTERESTING if k in params]
+    return ", ".join(f"{k}={describe(params[k])}" for k in keys)
+
+
+def archived_submission(run: Run, submissions_root: Path) -> Path | None:
+    """The newest ``submissions/<comp>/<model>-cv<score>-*.csv`` matching this run's score, if any."""
+    if not run.complete:
+        return None
+    folder = submissions_root / run.competition
+    matches = sorted(folder.glob(f"{run.model}-cv{run.score:.5f}-*.csv")) if folder.is_dir() else []
+    return matches[-1] if matches else None
+
+
+def _row(run: Run, siblings: Sequence[Run], submissions_root: Path) -> dict:
+    scores = run.fold_scores
+    archived = archived_submission(run, submissions_root)
+    own = run.path / "submission.csv"
+    submission = archived or (own if own.is_file() else None)
+    done = "-" if run.is_blend else f"{len(run.fold_metrics)}/{run.n_folds}"
+    return {
+        "competition": run.competition,
+        "model": run.model,
+        "run": run.name,
+        "status": "complete" if run.complete else "incomplete",
+        "metric": run.metric,
+        "cv_score": run.score,
+        "fold_mean": float(np.mean(scores)) if scores else math.nan,
+        "fold_std": float(np.std(scores)) if len(scores) > 1 else math.nan,
+        "folds_done": done,
+        "fold_scores": " ".join(f"{s:.4f}" for s in scores),
+        "seconds": round(run.seconds, 1),
+        "key_params": key_params(run, siblings),
+        "submission": str(submission) if submission else "",
+        "complete": run.complete,
+        "path": str(run.path),
+    }
+
+
+def leaderboard(
+    runs_root: str | Path = "runs",
+    competition: str | None = None,
+    submissions_root: str | Path = "submissions",
+) -> pd.DataFrame:
+    """One row per run (see ``COLUMNS``), grouped by competition, complete runs first by CV score (best first,
+    respecting the metric's direction; ``rank`` 1 is the best), then incomplete runs with NaN ``cv_score``."""
+    runs = find_runs(runs_root, competition)
+    rows = [
+        _row(
+            r,
+            [s for s in runs if s.competition == r.competition and s.model == r.model],
+            Path(submissions_root),
+        )
+        for r in runs
+    ]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    if frame.empty:
+        return frame
+    parts = []
+    for _, group in frame.groupby("competition", sort=True):
+        greater = next(
+            (r.greater_is_better for r in runs if r.competition == group["competition"].iat[0]), True
+        )
+        done = group[group["complete"]].assign(
+            _blend=lambda f: f["model"] == "blend"
+        )  # ties: single models first
+        done = done.sort_values(["cv_score", "_blend"], ascending=[not greater, True], kind="stable")
+        done = done.drop(columns="_blend")
+        done = done.assign(rank=np.arange(1, len(done) + 1))
+        pending = group[~group["complete"]].sort_values("run", kind="stable")
+        parts.append(pd.concat([done, pending]) if len(pending) else done)
+    frame = pd.concat(parts, ignore_index=True)
+    frame["rank"] = frame["rank"].astype("Int64")
+    return frame[COLUMNS]
+
+
+def format_leaderboard(frame: pd.DataFrame) -> str:
+    """The table for a terminal: one block per competition."""
+    if frame.empty:
+        return "no runs found"
+    shown = ["rank", "model", "run", "status", "cv_score", "fold_std", "folds_done", "seconds", "key_params"]
+    blocks = []
+    for comp, group in frame.groupby("competition", sort=True):
+        metric = group["metric"].dropna().iat[0] if group["metric"].notna().any() else "score"
+        view = group[shown].copy()
+        view["cv_score"] = [f"{s:.5f}" if not math.isnan(s) else "incomplete" for s in view["cv_score"]]
+        view["fold_std"] = [f"{s:.5f}" if not math.isnan(s) else "" for s in view["fold_std"]]
+        view["rank"] = [str(r) if not pd.isna(r) else "-" for r in view["rank"]]
+        view = view.rename(columns={"cv_score": f"cv {metric}"})
+        blocks.append(f"== {comp} ==\n{view.to_string(index=False)}")
+        subs = group.loc[group["submission"] != "", ["run", "submission"]]
+        if len(subs):
+            blocks.append("\n".join(f"  {r}: {s}" for r, s in subs.itertuples(index=False)))
+    return "\n\n".join(blocks)
+
+
+def write_leaderboard(frame: pd.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def leaderboard_cli(
+    runs_root: str | Path, competition: str | None = None, out: str | Path | None = None
+) -> pd.DataFrame:
+    """Print the leaderboard and write it as CSV (default ``<runs_root>/leaderboard.csv``, or
+    ``<runs_root>/<competition>/leaderboard.csv`` for one competition)."""
+    runs_root = Path(runs_root)
+    frame = leaderboard(runs_root, competition)
+    print(format_leaderboard(frame), flush=True)
+    if frame.empty:
+        return frame
+    if out is None:
+        out = runs_root / competition / "leaderboard.csv" if competition else runs_root / "leaderboard.csv"
+    print(f"\nwritten: {write_leaderboard(frame, out)}", flush=True)
+    return frame
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.leaderboard", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs-root", default="runs", help="where runs live (default runs)")
+    parser.add_argument("--competition", help="only this competition")
+    parser.add_argument("--out", help="CSV to write (default <runs-root>/leaderboard.csv)")
+    args = parser.parse_args(argv)
+    try:
+        leaderboard_cli(args.runs_root, args.competition, args.out)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The leaderboard: complete runs ranked by CV score in the metric's direction, incomplete runs listed apart."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from common.leaderboard import format_leaderboard, leaderboard, leaderboard_cli, main
+from tests.common.fake_runs import make_fake_runs
+
+
+def cv_score(run) -> float:
+    return json.loads((run / "cv.json").read_text())["score"]
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    return make_fake_runs(tmp_path_factory.mktemp("lb"))
+
+
+def test_ranks_complete_runs_by_score_and_lists_incomplete_ones_last(fake):
+    frame = leaderboard(fake["runs_root"], "fake_news")
+    scores = {m: cv_score(fake["news"]["runs"][m]) for m in ("linear", "textcnn", "lstm")}
+    assert list(frame["run"].iloc[:3]) == sorted(scores, key=scores.get, reverse=True)
+    assert list(frame["rank"].iloc[:3]) == [1, 2, 3]
+    assert frame["cv_score"].iloc[:3].is_monotonic_decreasing
+    partial = frame.set_index("run").loc["partial"]
+    assert partial["status"] == "incomplete" and not partial["complete"]
+    assert math.isnan(partial["cv_score"]) and pd.isna(partial["rank"])
+    assert partial["folds_done"] == "1/3" and len(partial["fold_scores"].split()) == 1
+    assert frame["run"].iloc[-1] == "partial"
+
+
+def test_row_holds_fold_spread_seconds_params_and_submission(fake, tmp_path):
+    runs = fake["news"]["runs"]
+    (runs["linear"] / "submission.csv").write_text("label\n0\n")
+    row = leaderboard(fake["runs_root"], "fake_news").set_index("run").loc["linear"]
+    cv = json.loads((runs["linear"] / "cv.json").read_text())
+    assert row["cv_score"] == pytest.approx(cv["score"])
+    assert row["fold_std"] == pytest.approx(pd.Series(cv["fold_scores"]).std(ddof=0))
+    assert row["folds_done"] == "3/3" and row["seconds"] == pytest.approx(4.5)
+    assert row["key_params"] == "lr=0.1"  # the param that differs from the other `linear` run
+    assert row["submission"].endswith("linear/submission.csv")
+
+
+def test_lower_is_better_metric_sorts_ascending(tmp_path):
+    fake = make_fake_runs(tmp_path)
+    for run in fake["news"]["runs"].values():
+        for path in [*run.glob("cv.json"), *run.glob("fold*/metrics.json")]:
+            path.write_text(json.dumps({**json.loads(path.read_text()), "metric": "log_loss"}))
+    frame = leaderboard(fake["runs_root"], "fake_news")
+    scores = {m: cv_score(fake["news"]["runs"][m]) for m in ("linear", "textcnn", "lstm")}
+    assert list(frame["run"].iloc[:3]) == sorted(scores, key=scores.get)
+    assert frame["run"].iloc[-1] == "partial"
+
+
+def test_all_competitions_grouped_and_cli_writes_csv(fake, tmp_path, capsys):
+    out = tmp_path / "lb.csv"
+    frame = leaderboard_cli(fake["runs_root"], None, out)
+    assert set(frame["competition"]) == {"fake_news", "fake_street"}
+    assert list(frame["competition"]) == sorted(frame["competition"])
+    printed = capsys.readouterr().out
+    assert "== fake_news ==" in printed and "incomplete" in printed and "cv string_accuracy" in printed
+    assert pd.read_csv(out)["run"].tolist() == frame["run"].tolist()
+    assert main(["--runs-root", str(fake["runs_root"]), "--competition", "fake_street"]) == 0
+    assert (fake["runs_root"] / "fake_street" / "leaderboard.csv").is_file()
+
+
+def test_no_runs_is_an_empty_table(tmp_path):
+    frame = leaderboard(tmp_path / "nothing")
+    assert frame.empty
+    assert format_leaderboard(frame) == "no runs found"
