@@ -292,6 +292,11 @@ def add_blend_arguments(p: argparse.ArgumentParser, competition: Competition) ->
     p.add_argument(
         "--submissions-dir", default="submissions", help="archive of submissions (default submissions)"
     )
+    p.add_argument(
+        "--class-weights",
+        action="store_true",
+        help="also fit per-class probability weights on the OOF (macro-F1); reported in-sample and cross-fitted",
+    )
 
 
 def cmd_blend(competition: Competition, args) -> int:
