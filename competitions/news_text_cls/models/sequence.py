@@ -1,0 +1,183 @@
+"""What every id-sequence model shares: head+tail truncation, dynamic padding, length-bucketed batches, class
+weights, and the :class:`SequenceClassifier` base that plugs them into :class:`common.estimator.TorchEstimator`.
+
+Token index ``id + 1`` feeds the embedding; ``0`` is padding and ``vocab_size - 1`` stands for any id above the
+training vocabulary. A document longer than ``max_len`` keeps its first ``round(max_len * head_ratio)`` ids and
+its last ``max_len - head`` ids. Batches are padded to their longest document only; training batches come from
+length-sorted windows of ``bucket_size`` batches (shuffled per epoch from ``(seed, epoch)``, so a resumed run
+replays the same order); evaluation batches are sorted by length and the logits put back in row order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from common.distributed import resolve_device
+from common.estimator import DeepConfig, TorchEstimator
+from common.metrics import macro_f1
+from common.seed import worker_init_fn
+from competitions.news_text_cls.data import Corpus, as_corpus
+
+
+@dataclass
+class SequenceConfig(DeepConfig):
+    max_len: int = 1024
+    head_ratio: float = 0.5  #: share of ``max_len`` kept from a long document's start (the rest from its end)
+    vocab_size: int = 0  #: 0: from the data (largest id + 3)
+    class_weight: str | None = None  #: None, "balanced" or "sqrt" (inverse square root of class frequency)
+    bucket_size: int = 50  #: batches per length-sorted window
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if not 0.0 <= self.head_ratio <= 1.0:
+            raise ValueError(f"head_ratio must be in [0, 1], got {self.head_ratio}")
+        if self.class_weight not in (None, "balanced", "sqrt"):
+            raise ValueError(f"class_weight must be none, 'balanced' or 'sqrt', got {self.class_weight!r}")
+
+
+def class_weights(y_encoded: np.ndarray, n_classes: int, mode: str | None) -> torch.Tensor | None:
+    """Loss weights per class, mean 1 over the rows (None: unweighted)."""
+    if mode is None:
+        return None
+    counts = np.bincount(y_encoded, minlength=n_classes).astype(np.float64)
+    w = 1.0 / np.maximum(counts, 1.0) if mode == "balanced" else 1.0 / np.sqrt(np.maximum(counts, 1.0))
+    w *= len(y_encoded) / float((w * counts).sum())
+    return torch.tensor(w, dtype=torch.float32)
+
+
+class SequenceBatches(Dataset):
+    """Rows of a :class:`Corpus` as padded ``input_ids`` batches; fetched a batch at a time (``__getitems__``)."""
+
+    def __init__(
+        self, corpus: Corpus, labels: np.ndarray | None, max_len: int, head_ratio: float, vocab_size: int,
+        min_len: int = 1,
+    ) -> None:  # fmt: skip
+        self.flat = corpus.flat
+        self.starts = corpus.starts
+        self.lengths = corpus.lengths
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.max_len, self.vocab_size, self.min_len = max_len, vocab_size, max(1, min_len)
+        self.head = int(round(max_len * head_ratio))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def kept_lengths(self) -> np.ndarray:
+        return np.minimum(self.lengths, self.max_len)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices) -> dict:
+        idx = np.asarray(indices, dtype=np.int64)
+        start, length = self.starts[idx], self.lengths[idx]
+        kept = np.minimum(length, self.max_len)
+        width = max(int(kept.max(initial=0)), self.min_len)
+        j = np.arange(width)
+        pos = start[:, None] + j[None, :]
+        tail = (length > self.max_len)[:, None] & (j[None, :] >= self.head)
+        pos = np.where(tail, (start + length - self.max_len)[:, None] + j[None, :], pos)
+        valid = j[None, :] < kept[:, None]
+        ids = self.flat[np.clip(pos, 0, max(len(self.flat) - 1, 0))] if len(self.flat) else np.zeros_like(pos)
+        ids = np.where(valid, np.minimum(ids.astype(np.int64) + 1, self.vocab_size - 1), 0)
+        batch = {
+            "input_ids": torch.from_numpy(ids),
+            "lengths": torch.from_numpy(np.maximum(kept, 1)),
+        }
+        if self.labels is not None:
+            batch["labels"] = torch.from_numpy(self.labels[idx])
+        return batch
+
+
+def passthrough(batch: dict) -> dict:
+    """The collate function: :class:`SequenceBatches` already returns whole batches."""
+    return batch
+
+
+class LengthBucketSampler(Sampler):
+    """Batches of similar length. Training: windows of ``bucket_size`` batches of a (seed, epoch) permutation
+    are sorted by length, cut into batches, and the batches shuffled. Evaluation: longest first, in ``order``."""
+
+    def __init__(
+        self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, bucket_size: int = 50
+    ):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.bucket_size = max(1, int(bucket_size))
+        self.epoch = 0
+        self.order = np.argsort(-self.lengths, kind="stable")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def _batches(self) -> list[np.ndarray]:
+        if not self.shuffle:
+            return [self.order[i : i + self.batch_size] for i in range(0, len(self.order), self.batch_size)]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        perm = rng.permutation(len(self.lengths))
+        window = self.batch_size * self.bucket_size
+        batches = []
+        for w in range(0, len(perm), window):
+            chunk = perm[w : w + window]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self):
+        for batch in self._batches():
+            yield batch.tolist()
+
+
+class SequenceClassifier(TorchEstimator):
+    """A TorchEstimator over a :class:`Corpus` (subclasses set ``min_len`` and build the module)."""
+
+    min_len: int = 1
+
+    def fit(self, X, y, X_valid=None, y_valid=None, *, work_dir=None, callbacks=()):
+        corpus = as_corpus(X)
+        self.vocab_size_ = self.vocab_size or corpus.max_id() + 3
+        _, counts = np.unique(np.asarray(y), return_counts=True)
+        y_index = np.repeat(np.arange(len(counts)), counts)
+        self.class_weight_ = class_weights(y_index, len(counts), self.class_weight)
+        X_valid = as_corpus(X_valid) if X_valid is not None else None
+        return super().fit(corpus, y, X_valid, y_valid, work_dir=work_dir, callbacks=callbacks)
+
+    def _make_loader(self, X, y, train: bool, generator) -> DataLoader:
+        data = SequenceBatches(as_corpus(X), y, self.max_len, self.head_ratio, self.vocab_size_, self.min_len)
+        sampler = LengthBucketSampler(
+            data.kept_lengths, self.batch_size, shuffle=train, seed=self.seed, bucket_size=self.bucket_size
+        )
+        return DataLoader(
+            data,
+            batch_sampler=sampler,
+            collate_fn=passthrough,
+            num_workers=self.num_workers,
+            pin_memory=resolve_device(self.device).type == "cuda",
+            worker_init_fn=worker_init_fn if self.num_workers else None,
+            persistent_workers=bool(self.num_workers) and train,
+        )
+
+    def predict_logits(self, X) -> np.ndarray:
+        loader = self._make_loader(X, None, False, None)
+        from common.trainer import Trainer
+
+        logits = Trainer(self._trainer_config()).predict(self.module_, loader)
+        self.module_.to("cpu")
+        out = np.empty_like(logits)
+        out[loader.batch_sampler.order] = logits
+        return out
+
+    def _val_metric(self, y_true: np.ndarray, logits: np.ndarray) -> float:
+        return macro_f1(y_true, logits.argmax(-1))

@@ -1,0 +1,322 @@
+"""The ``pretrain`` verb: BERT masked-language-model pretraining from scratch on the contest's train + test text.
+
+``python -m competitions.news_text_cls pretrain --data-dir D --out P [--size mini|small|base] [--set key=value ...]``
+
+Labels are never read. The vocabulary comes from the corpus ids (:mod:`.tokenizer`); documents are packed into
+full-length blocks and masked dynamically (:mod:`.pretraining.packing`); the shared trainer runs the steps, one
+trainer "epoch" being ``checkpoint_every`` optimizer steps, so ``P/checkpoints/last.pt`` is written every
+``checkpoint_every`` steps and a killed run started again with the same command continues from it. ``P`` ends up
+holding ``config.yaml`` (this verb's resolved config), the model (``save_pretrained``: ``config.json``,
+``model.safetensors``), the tokenizer files, and ``pretrain.json`` (summary, written last: the completion marker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
+
+from common.atomic import write_json
+from common.config import resolve, save_config, to_dict
+from common.distributed import resolve_device
+from common.errors import UserError
+from common.seed import seed_everything
+from common.trainer import Trainer, TrainerConfig
+from competitions.news_text_cls import tokenizer as tok
+from competitions.news_text_cls.data import TEST_FILES, TRAIN_FILE, read_test, read_train
+from competitions.news_text_cls.pretraining import packing
+from competitions.news_text_cls.pretraining.model import MaskedLM, bert_config, masked_accuracy
+
+DEFAULT_LR = {"mini": 5e-4, "small": 3e-4, "base": 1e-4}
+#: keys that do not change what is trained (a resumed run may differ in these)
+_RUNTIME_KEYS = {"quiet", "num_workers", "device", "compile"}
+
+
+@dataclass
+class PretrainConfig:
+    size: Literal["mini", "small", "base"] = "small"
+    #: override the preset's dimensions (tests use tiny models)
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    num_heads: int | None = None
+    intermediate_size: int | None = None
+    dropout: float = 0.1
+    #: tokens per block including [CLS] and [SEP]; also the model's number of positions
+    block_len: int = 512
+    min_count: int = 2
+    mlm_probability: float = 0.15
+    #: optimizer steps; rounded up to a multiple of checkpoint_every
+    max_steps: int = 10_000
+    checkpoint_every: int = 500
+    batch_size: int = 128
+    grad_accum: int = 1
+    lr: float | None = None  # None: 5e-4 mini, 3e-4 small, 1e-4 base
+    weight_decay: float = 0.01
+    scheduler: str = "linear"
+    warmup_ratio: float = 0.06
+    clip_grad: float | None = 1.0
+    amp: str = "auto"
+    #: held-out blocks for MLM loss / masked-token accuracy (at most a tenth of the blocks)
+    eval_blocks: int = 256
+    num_workers: int = 2
+    device: str = "auto"
+    compile: bool = False
+    seed: int = 42
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("max_steps", "checkpoint_every", "batch_size", "grad_accum", "min_count"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.block_len < 8:
+            raise ValueError(f"block_len must be >= 8, got {self.block_len}")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.size]
+
+    @property
+    def n_epochs(self) -> int:
+        """Trainer epochs (checkpoint intervals)."""
+        return math.ceil(self.max_steps / min(self.checkpoint_every, self.max_steps))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return min(self.checkpoint_every, self.max_steps)
+
+
+def default_out(size: str) -> Path:
+    return Path("runs") / "news_text_cls" / f"pretrained-{size}"
+
+
+def is_pretrained(out: str | Path) -> bool:
+    return (Path(out) / "pretrain.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ data
+def read_corpus(data_dir: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(flat ids, document lengths)`` of the training file and every test file present (labels unused)."""
+    data_dir = Path(data_dir)
+    corpora = [read_train(data_dir / TRAIN_FILE)[0]]
+    corpora += [read_test(data_dir / name) for name in TEST_FILES if (data_dir / name).is_file()]
+    return [(c.flat, c.lengths) for c in corpora]
+
+
+def build_blocks(corpus: list[tuple[np.ndarray, np.ndarray]], tokenizer, block_len: int) -> np.ndarray:
+    lookup = tok.id_lookup(tokenizer)
+    streams = [packing.doc_stream(tok.encode(flat, lookup), lengths) for flat, lengths in corpus]
+    return packing.pack_blocks(streams, block_len)
+
+
+# ------------------------------------------------------------------------------------------------ pretraining
+def pretrain(
+    config: PretrainConfig, data_dir: str | Path, out: str | Path, *, force: bool = False, callbacks=()
+) -> dict:
+    """Pretrain into ``out`` (resuming from ``out/checkpoints`` when it holds a run of the same config)."""
+    out = Path(out)
+    ckpt_dir = out / "checkpoints"
+    _check_out(config, out, force)
+    save_config(config, out / "config.yaml")
+    say = (lambda *a: None) if config.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+
+    started = time.perf_counter()
+    corpus = read_corpus(data_dir)
+    tok_dir = ckpt_dir / "tokenizer"
+    if (tok_dir / "tokenizer.json").is_file():
+        tokenizer = tok.load_tokenizer(tok_dir)
+    else:
+        tokenizer = tok.build_tokenizer(
+            *(flat for flat, _ in corpus), min_count=config.min_count, model_max_length=config.block_len
+        )
+        _save_dir(lambda d: tokenizer.save_pretrained(str(d)), tok_dir)
+    blocks = build_blocks(corpus, tokenizer, config.block_len)
+    del corpus
+    train_idx, eval_idx = packing.split_blocks(len(blocks), config.eval_blocks, config.seed)
+    n_ids = int(blocks.size)
+    say(
+        f"pretrain: vocab {len(tokenizer)}, {len(blocks)} blocks of {config.block_len} "
+        f"({n_ids / 1e6:.1f}M ids, {len(eval_idx)} held out), read and packed in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+
+    seed_everything(config.seed)
+    model = BertForMaskedLM(
+        bert_config(
+            len(tokenizer),
+            config.size,
+            num_layers=config.num_layers,
+            hidden_size=config.hidden_size,
+            num_heads=config.num_heads,
+            intermediate_size=config.intermediate_size,
+            max_positions=config.block_len,
+            dropout=config.dropout,
+        )
+    )
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
+    on_cuda = resolve_device(config.device).type == "cuda"
+    train_loader = packing.train_loader(
+        blocks[train_idx],
+        collator,
+        config.batch_size,
+        config.steps_per_epoch * config.grad_accum,
+        config.seed,
+        num_workers=config.num_workers,
+        pin_memory=on_cuda,
+    )
+    valid_loader = (
+        packing.eval_loader(blocks[eval_idx], collator, config.batch_size, config.seed)
+        if len(eval_idx)
+        else None
+    )
+    tokens_per_epoch = config.steps_per_epoch * config.grad_accum * config.batch_size * config.block_len
+
+    def report(epoch: int, record: dict) -> None:
+        step = (epoch + 1) * config.steps_per_epoch
+        held = (
+            f", held-out loss {record['valid_loss']:.4f}, masked acc {record['valid_score']:.4f}"
+            if "valid_score" in record
+            else ""
+        )
+        say(
+            f"step {step}/{config.n_epochs * config.steps_per_epoch}: train loss {record['train_loss']:.4f}"
+            f"{held}, {tokens_per_epoch / record['seconds']:,.0f} tokens/s"
+        )
+
+    trainer = Trainer(
+        TrainerConfig(
+            epochs=config.n_epochs,
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+            scheduler=config.scheduler,
+            warmup_ratio=config.warmup_ratio,
+            grad_accum=config.grad_accum,
+            clip_grad=config.clip_grad,
+            amp=config.amp,
+            device=config.device,
+            compile=config.compile,
+            quiet=config.quiet,
+        ),
+        metric=masked_accuracy,
+        work_dir=ckpt_dir,
+        callbacks=[report, *callbacks],
+    )
+    module = trainer.fit(MaskedLM(model), train_loader, valid_loader)
+    module.to("cpu")
+    last = trainer.history[-1] if trainer.history else {}
+    summary = {
+        "steps": config.n_epochs * config.steps_per_epoch,
+        "tokens_seen": config.n_epochs * tokens_per_epoch,
+        "vocab_size": len(tokenizer),
+        "blocks": len(blocks),
+        "held_out_blocks": len(eval_idx),
+        "held_out_loss": last.get("valid_loss"),
+        "held_out_masked_accuracy": last.get("valid_score"),
+        "best_masked_accuracy": max((r.get("valid_score", -1.0) for r in trainer.history), default=None),
+        "seconds": round(time.perf_counter() - started, 1),
+        "history": trainer.history,
+    }
+
+    def save(d: Path) -> None:
+        module.model.save_pretrained(str(d))
+        tokenizer.save_pretrained(str(d))
+
+    _save_dir(save, out / ".staging", into=out)
+    write_json(out / "pretrain.json", summary)
+    for name in ("last.pt", "best.pt"):  # optimizer state is moot once the model is saved
+        (ckpt_dir / name).unlink(missing_ok=True)
+    say(f"pretrained model and tokenizer saved in {out}")
+    return summary
+
+
+def _check_out(config: PretrainConfig, out: Path, force: bool) -> None:
+    """Refuse to resume or reuse a run of another config; ``force`` starts afresh."""
+    if force:
+        for name in ("checkpoints", "pretrain.json", "config.json"):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        return
+    saved = out / "config.yaml"
+    if not saved.is_file() or not ((out / "checkpoints").exists() or is_pretrained(out)):
+        return
+    old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    new = to_dict(config)
+    differ = sorted(k for k in set(old) | set(new) if k not in _RUNTIME_KEYS and old.get(k) != new.get(k))
+    if differ:
+        raise UserError(
+            f"{saved}: {out} holds a pretraining run with a different config ({', '.join(differ)}); "
+            "pass --force to start afresh or choose another --out"
+        )
+
+
+def _save_dir(writer, staging: Path, into: Path | None = None) -> None:
+    """Write a directory's files into ``staging`` then move them into place (``config.json`` last); without
+    ``into``, ``staging`` itself is renamed into place."""
+    tmp = staging.with_name(staging.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    writer(tmp)
+    if into is None:
+        shutil.rmtree(staging, ignore_errors=True)
+        os.replace(tmp, staging)
+        return
+    names = sorted(p.name for p in tmp.iterdir())
+    for name in sorted(names, key=lambda n: n == "config.json"):
+        os.replace(tmp / name, into / name)
+    tmp.rmdir()
+
+
+# ------------------------------------------------------------------------------------------------ CLI verb
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", help="folder with train_set.csv and test_a.csv/test_b.csv (or $DATA_DIR)"
+    )
+    parser.add_argument("--out", help="output folder (default runs/news_text_cls/pretrained-<size>)")
+    parser.add_argument("--size", choices=sorted(DEFAULT_LR), help="model size preset (default small)")
+    parser.add_argument("--config", help="YAML file of PretrainConfig keys")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"config override; keys: {', '.join(f.name for f in dataclasses.fields(PretrainConfig))}",
+    )
+    parser.add_argument("--force", action="store_true", help="discard checkpoints and pretrain afresh")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.set or [])
+    if args.size:
+        overrides.append(f"size={args.size}")
+    if args.quiet:
+        overrides.append("quiet=true")
+    config = resolve(PretrainConfig, args.config, overrides)
+    given = args.data_dir or os.environ.get("DATA_DIR")
+    data_dir = Path(given) if given else Path("data") / "news_text_cls"
+    if not data_dir.is_dir():
+        raise UserError(f"data directory not found: {data_dir} (pass --data-dir or set DATA_DIR)")
+    out = Path(args.out) if args.out else default_out(config.size)
+    if is_pretrained(out) and not args.force:
+        _check_out(config, out, force=False)
+        print(f"{out} is already pretrained (pretrain.json present); --force to redo it")
+        return 0
+    summary = pretrain(config, data_dir, out, force=args.force)
+    acc = summary["held_out_masked_accuracy"]
+    print(
+        f"pretrained {summary['steps']} steps ({summary['tokens_seen'] / 1e6:.1f}M tokens) in "
+        f"{summary['seconds']:.0f}s; held-out masked accuracy {acc if acc is None else f'{acc:.4f}'}; saved in {out}"
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""Street character recognition (SVHN-like house-number strings, whole-string accuracy)."""

@@ -1,0 +1,295 @@
+"""Multi-digit recognisers: a backbone, then one 11-way head per character position (10 = blank).
+
+``cnn`` is a small CNN trained from scratch; ``resnet`` is any timm backbone by name (``backbone=resnet18``,
+``resnet34``, ``resnet50``, ...) optionally initialised from a local checkpoint (``pretrained_path``; never a hub
+download). The loss is the sum over positions of the cross-entropy; decoding stops at the first blank.
+``predict_proba`` returns (n, max_chars, 11) probabilities, ``predict`` digit strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from common.distributed import resolve_device
+from common.errors import UserError
+from common.estimator import DeepConfig, TorchEstimator
+from common.metrics import string_accuracy
+from common.registry import register_model
+from common.seed import worker_init_fn
+from common.trainer import Trainer
+from competitions.street_char_rec import labels as codec
+from competitions.street_char_rec.cache import Resize
+from competitions.street_char_rec.dataset import ImageDataset, StreetImages, collate_batch
+from competitions.street_char_rec.transforms import AugParams, eval_transform, train_transform, tta_transform
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class StreetConfig(DeepConfig):
+    """Keys every street model accepts, beside the trainer's (epochs, batch_size, lr, ...)."""
+
+    img_h: int = 64
+    img_w: int = 128
+    keep_aspect: bool = True  # resize keeping the aspect ratio (border-replicated padding) or stretch
+    max_chars: int = 6
+    aug: bool = True
+    aug_rotate: float = 8.0
+    aug_scale: float = 0.1
+    aug_shift: float = 0.05
+    aug_color: float = 0.3
+    aug_blur_p: float = 0.2
+    aug_noise_p: float = 0.2
+    aug_dropout_p: float = 0.2
+    tta: int = 0  # extra test-time views averaged with the plain one
+    #: a data choice read by the contest's reader (pool train+val and k-fold them, or the official val as the
+    #: single holdout); the model itself ignores it
+    split: Literal["kfold", "official"] = "kfold"
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 1:
+            raise ValueError(f"max_chars must be >= 1, got {self.max_chars}")
+        if self.img_h < 8 or self.img_w < 8:
+            raise ValueError(f"img_h and img_w must be >= 8, got {self.img_h}x{self.img_w}")
+
+
+class MultiHead(nn.Module):
+    """``features`` maps normalised images to (N, F); one linear head per position gives (N, max_chars, 11)."""
+
+    def __init__(self, features: nn.Module, n_features: int, max_chars: int, dropout: float = 0.0):
+        super().__init__()
+        self.features = features
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.Linear(n_features, max_chars * codec.N_CLASSES)  # all heads in one matmul
+        self.max_chars = max_chars
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, batch: dict) -> dict:
+        images = batch["images"]
+        if images.dtype == torch.uint8:  # N x H x W x 3 from the cache; the permuted view is channels_last
+            x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        else:  # float N x 3 x H x W, already normalised (e.g. a torchvision pipeline)
+            x = images
+        logits = self.heads(self.dropout(self.features(x))).view(-1, self.max_chars, codec.N_CLASSES)
+        out = {"logits": logits}
+        if "labels" in batch:
+            loss = nn.functional.cross_entropy(
+                logits.float().reshape(-1, codec.N_CLASSES), batch["labels"].reshape(-1), reduction="none"
+            )
+            out["loss"] = loss.view(-1, self.max_chars).sum(1).mean()
+        return out
+
+
+class StreetEstimator(TorchEstimator):
+    """What both models share: targets, loaders, the string-accuracy metric, TTA and string predictions."""
+
+    def _features(self) -> tuple[nn.Module, int]:
+        raise NotImplementedError
+
+    def _build_module(self) -> nn.Module:
+        features, n_features = self._features()
+        return MultiHead(features, n_features, self.max_chars, getattr(self, "dropout", 0.0))
+
+    # targets
+    def _encode_targets(self, y) -> np.ndarray:
+        self.classes_ = np.arange(codec.N_CLASSES)
+        return codec.encode(np.asarray(y).astype(str), self.max_chars)
+
+    def _transform_targets(self, y) -> np.ndarray:
+        return codec.encode(np.asarray(y).astype(str), self.max_chars)
+
+    def _stratify(self, y_encoded: np.ndarray) -> np.ndarray | None:
+        strata = (y_encoded != codec.BLANK).sum(1)
+        _, counts = np.unique(strata, return_counts=True)
+        return strata if counts.min() >= 2 else None
+
+    def _val_metric(self, y_true: np.ndarray, logits: np.ndarray) -> float:
+        return string_accuracy(codec.decode(y_true), codec.decode_scores(logits))
+
+    def _proba(self, logits: np.ndarray) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
+
+    # data
+    def _resize(self) -> Resize:
+        return Resize(self.img_h, self.img_w, self.keep_aspect)
+
+    def _aug(self) -> AugParams:
+        return AugParams(
+            rotate=self.aug_rotate,
+            scale=self.aug_scale,
+            shift=self.aug_shift,
+            color=self.aug_color,
+            blur_p=self.aug_blur_p,
+            noise_p=self.aug_noise_p,
+            dropout_p=self.aug_dropout_p,
+        )
+
+    def _loader(self, X, y, train: bool, generator, transform) -> DataLoader:
+        if not isinstance(X, StreetImages):
+            raise TypeError(f"{type(self).__name__} expects StreetImages, got {type(X).__name__}")
+        dataset = ImageDataset(X.cache_file(self._resize()), X.rows, y, transform)
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and len(dataset) > self.batch_size,
+            collate_fn=collate_batch,
+            num_workers=workers,
+            pin_memory=resolve_device(self.device).type == "cuda",
+            persistent_workers=workers > 0 and train,
+            prefetch_factor=4 if workers > 0 else None,
+            worker_init_fn=worker_init_fn if workers > 0 else None,
+            generator=generator,
+        )
+
+    def _make_loader(self, X, y, train: bool, generator) -> DataLoader:
+        transform = train_transform(self._aug()) if train and self.aug else eval_transform()
+        return self._loader(X, y, train, generator, transform)
+
+    # predictions
+    def predict_proba(self, X) -> np.ndarray:
+        proba = self._proba(self.predict_logits(X))
+        if self.tta:
+            trainer = Trainer(self._trainer_config())
+            for view in range(1, self.tta + 1):
+                loader = self._loader(X, None, False, None, tta_transform(view))
+                proba += self._proba(trainer.predict(self.module_, loader))
+            self.module_.to("cpu")
+            proba /= self.tta + 1
+        return proba
+
+    def predict(self, X) -> np.ndarray:
+        return codec.decode_scores(self.predict_proba(X))
+
+
+@dataclass
+class CNNConfig(StreetConfig):
+    width: int = 32  # channels of the first block; doubled per block
+    dropout: float = 0.2
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+@register_model("cnn", config=CNNConfig)
+@dataclass(eq=False, repr=False)
+class StreetCNN(CNNConfig, StreetEstimator):
+    """A stride-2 stem, three conv blocks (2w, 4w, 4w channels) each halving the size, average pooling over
+    height and into 4 column bins over width (so the heads know where each character sits), then the heads."""
+
+    def _features(self) -> tuple[nn.Module, int]:
+        w = self.width
+        body = nn.Sequential(
+            nn.Conv2d(3, w, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+            _block(w, 2 * w),
+            _block(2 * w, 4 * w),
+            _block(4 * w, 4 * w),
+            nn.AdaptiveAvgPool2d((1, 4)),
+            nn.Flatten(),
+        )
+        return body, 4 * w * 4
+
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
+            "width": trial.suggest_categorical("width", [16, 32, 48]),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+            "aug_rotate": trial.suggest_float("aug_rotate", 0.0, 15.0),
+        }
+
+
+@dataclass
+class ResNetConfig(StreetConfig):
+    backbone: str = "resnet18"  # any timm model name
+    pretrained_path: str | None = None  # a local checkpoint (state dict) for the backbone; never downloaded
+    dropout: float = 0.2
+    columns: int = 4  # width bins of the pooled feature map (1 = global average pooling)
+
+
+def load_backbone(name: str, pretrained_path: str | None) -> nn.Module:
+    """``timm.create_model(name, pretrained=False, num_classes=0)``, then the local checkpoint's weights."""
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    except RuntimeError as exc:
+        raise UserError(
+            f"backbone {name!r}: {exc} (see timm.list_models(); e.g. resnet18, resnet50)"
+        ) from None
+    if pretrained_path:
+        path = Path(pretrained_path)
+        if not path.is_file():
+            raise UserError(f"pretrained_path {path} not found; expected a local checkpoint of {name}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is bad input
+            raise UserError(f"{path}: cannot read the checkpoint ({exc})") from None
+        for key in ("state_dict", "model", "state_dict_ema"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        state = {
+            k: v for k, v in state.items() if not k.startswith(model.default_cfg.get("classifier", "fc"))
+        }
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing:
+            raise UserError(
+                f"{path}: not a checkpoint of {name}: missing {len(missing)} weight(s) like {missing[0]}"
+            )
+    return model
+
+
+class ColumnPooled(nn.Module):
+    """A timm backbone's feature map averaged over height and into ``columns`` bins over width, so each head
+    still knows where the characters sit (a global pool would mix all positions)."""
+
+    def __init__(self, body: nn.Module, columns: int):
+        super().__init__()
+        self.body = body
+        self.pool = nn.AdaptiveAvgPool2d((1, columns))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.body.forward_features(x)).flatten(1)
+
+
+@register_model("resnet", config=ResNetConfig)
+@dataclass(eq=False, repr=False)
+class StreetResNet(ResNetConfig, StreetEstimator):
+    """A timm backbone (its classifier removed, global pooled features) with the per-position heads."""
+
+    def _features(self) -> tuple[nn.Module, int]:
+        model = load_backbone(self.backbone, self.pretrained_path)
+        return ColumnPooled(model, self.columns), model.num_features * self.columns
+
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "aug_rotate": trial.suggest_float("aug_rotate", 0.0, 15.0),
+            "aug_dropout_p": trial.suggest_float("aug_dropout_p", 0.0, 0.5),
+        }

@@ -1,0 +1,35 @@
+"""Tiny generated contest data shared by the street tests (rendered once per session, copied when mutated)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from competitions.street_char_rec.synth import write_dataset
+
+#: model params small enough for a CPU test: 16x32 images, a narrow CNN, one epoch
+TINY = {"img_h": 16, "img_w": 32, "epochs": 1, "batch_size": 16, "num_workers": 0, "quiet": True}
+TINY_BY_MODEL = {"cnn": {"width": 8}, "resnet": {"backbone": "resnet18"}}
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def street_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("street") / "data"
+    write_dataset(out, n_train=40, n_val=16, n_test=12, seed=1, workers=1)
+    return out
+
+
+@pytest.fixture
+def data_copy(street_data, tmp_path) -> Path:
+    """A private copy of the tiny data set that a test may break."""
+    out = tmp_path / "data"
+    shutil.copytree(street_data, out, ignore=shutil.ignore_patterns(".cache"))
+    return out

@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+from PIL import Image, ImageFont
+
+from competitions.street_char_rec.synth import find_fonts, font_has_digits, render, write_dataset
+
+
+def test_layout_labels_and_boxes(street_data):
+    for folder, n in (("mchar_train", 40), ("mchar_val", 16), ("mchar_test_a", 12)):
+        names = sorted(p.name for p in (street_data / folder).iterdir())
+        assert names == [f"{i:06d}.png" for i in range(n)]
+    assert not (street_data / "mchar_test_a.json").exists()
+    labels = json.loads((street_data / "mchar_train.json").read_text())
+    assert sorted(labels) == [f"{i:06d}.png" for i in range(40)]
+    for name, entry in labels.items():
+        assert sorted(entry) == ["height", "label", "left", "top", "width"]
+        n = len(entry["label"])
+        assert 1 <= n <= 6 and all(len(v) == n for v in entry.values())
+        assert all(0 <= d <= 9 for d in entry["label"])
+        with Image.open(street_data / "mchar_train" / name) as img:
+            assert img.mode == "RGB"
+            w, h = img.size
+        for left, top, bw, bh in zip(
+            entry["left"], entry["top"], entry["width"], entry["height"], strict=True
+        ):
+            assert bw > 0 and bh > 0
+            assert -2 <= left and left + bw <= w + 2 and -2 <= top and top + bh <= h + 2
+        assert entry["left"] == sorted(entry["left"])  # left to right
+
+
+def test_same_seed_same_data_with_or_without_processes(tmp_path):
+    a = write_dataset(tmp_path / "a", 6, 2, 2, seed=3, workers=1)
+    b = write_dataset(tmp_path / "b", 6, 2, 2, seed=3, workers=2)
+    assert a["images"] == b["images"] == 10
+    assert (tmp_path / "a/mchar_train.json").read_text() == (tmp_path / "b/mchar_train.json").read_text()
+    assert (tmp_path / "a/mchar_test_a/000001.png").read_bytes() == (
+        tmp_path / "b/mchar_test_a/000001.png"
+    ).read_bytes()
+
+
+def test_without_any_font_file_uses_pils_scalable_default(tmp_path):
+    assert find_fonts([str(tmp_path)]) == []
+    assert font_has_digits(ImageFont.load_default(size=30))
+    summary = write_dataset(tmp_path / "d", 5, 2, 2, seed=0, workers=1, fonts=[None])
+    assert summary["fonts"] == ["PIL default"]
+    item = render(np.random.default_rng(0), [None])
+    assert np.asarray(item.image).std() > 5  # something was drawn
+
+
+def test_a_font_without_digit_glyphs_is_rejected():
+    class NoDigits:  # every character renders as the same .notdef box
+        def __init__(self):
+            self.font = ImageFont.load_default(size=20)
+
+        def getmask(self, text):
+            return self.font.getmask("\u25a1")
+
+    assert not font_has_digits(NoDigits())
