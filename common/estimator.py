@@ -72,8 +72,8 @@ class TorchEstimator(BaseEstimator):
         raise NotImplementedError
 
     def _make_loader(self, X, y: np.ndarray | None, train: bool, generator: torch.Generator | None):
-        """A DataLoader of dict batches (``"labels"`` when ``y`` is given). With ``train=False`` it must yield the
-        rows in ``X``'s order (or the subclass overrides :meth:`predict_logits` to restore that order)."""
+        """A DataLoader of dict batches (``"labels"`` when ``y`` is given). With ``train=False`` it yields the rows
+        in ``X``'s order, or its batch sampler exposes the permutation as ``order`` (see :meth:`predict_logits`)."""
         raise NotImplementedError
 
     # ---- overridable defaults (single-label classification)
@@ -132,10 +132,17 @@ class TorchEstimator(BaseEstimator):
         return self
 
     def predict_logits(self, X) -> np.ndarray:
-        trainer = Trainer(self._trainer_config())
-        logits = trainer.predict(self.module_, self._make_loader(X, None, False, None))
+        """Logits in ``X``'s row order. An eval batch sampler may reorder rows (e.g. sorted by length) if it
+        exposes that permutation as ``order`` (``order[k]`` = the row yielded k-th)."""
+        loader = self._make_loader(X, None, False, None)
+        logits = Trainer(self._trainer_config()).predict(self.module_, loader)
         self.module_.to("cpu")
-        return logits
+        order = getattr(loader.batch_sampler, "order", None)
+        if order is None:
+            return logits
+        out = np.empty_like(logits)
+        out[np.asarray(order)] = logits
+        return out
 
     def predict_proba(self, X) -> np.ndarray:
         return self._proba(self.predict_logits(X))

@@ -22,19 +22,41 @@ CLIS: dict[str, Callable[[Sequence[str]], int]] = {NEWS: news_main, STREET: stre
 
 # Small enough for ~10 minutes on 2 CPU cores, large enough for the models to differ.
 SYNTH = {
-    NEWS: ["--n-train", "6000", "--n-test", "1500"],
+    NEWS: ["--n-train", "4000", "--n-test", "1000"],
     STREET: ["--n-train", "2000", "--n-val", "600", "--n-test", "600"],
 }
 MODELS = {
     NEWS: [
         ("tfidf", []),
-        ("textcnn", ["epochs=3", "max_len=512", "embed_dim=64", "num_filters=64"]),
+        (
+            "textcnn",
+            [
+                "epochs=10",
+                "lr=5e-3",
+                "max_len=512",
+                "embed_dim=64",
+                "num_filters=64",
+                "batch_size=32",
+                "dropout=0.5",
+            ],
+        ),
     ],
     STREET: [
-        ("cnn", ["split=official", "epochs=4", "img_h=32", "img_w=64", "batch_size=64"]),
+        (
+            "cnn",
+            ["split=official", "img_h=32", "img_w=64", "batch_size=64", "width=16", "epochs=30", "lr=3e-3"],
+        ),
         (
             "resnet",
-            ["split=official", "backbone=resnet18", "epochs=3", "img_h=32", "img_w=64", "batch_size=64"],
+            [
+                "split=official",
+                "backbone=resnet18",
+                "img_h=64",
+                "img_w=128",
+                "batch_size=64",
+                "epochs=8",
+                "lr=3e-3",
+            ],
         ),
     ],
 }

@@ -35,7 +35,6 @@ from common.estimator import DeepConfig, TorchEstimator
 from common.metrics import macro_f1
 from common.registry import register_model
 from common.seed import worker_init_fn
-from common.trainer import Trainer
 from competitions.news_text_cls import tokenizer as tok
 from competitions.news_text_cls.data import as_corpus
 from competitions.news_text_cls.models.sequence import LengthBucketSampler
@@ -315,14 +314,6 @@ class BertClassifier(BertClassifierConfig, TorchEstimator):
             pin_memory=resolve_device(self.device).type == "cuda",
             worker_init_fn=worker_init_fn if self.num_workers else None,
         )
-
-    def predict_logits(self, X) -> np.ndarray:
-        loader = self._make_loader(X, None, False, None)
-        logits = Trainer(self._trainer_config()).predict(self.module_, loader)
-        self.module_.to("cpu")
-        out = np.empty_like(logits)
-        out[loader.batch_sampler.order] = logits
-        return out
 
     def _val_metric(self, y_true: np.ndarray, logits: np.ndarray) -> float:
         return macro_f1(y_true, logits.argmax(-1))

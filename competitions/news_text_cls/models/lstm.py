@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from common.registry import register_model
-from competitions.news_text_cls.models.sequence import SequenceClassifier, SequenceConfig
+from competitions.news_text_cls.models.sequence import (
+    SequenceClassifier,
+    SequenceConfig,
+    classification_output,
+)
 
 
 class BiLSTMAttentionModule(nn.Module):
@@ -40,15 +43,7 @@ class BiLSTMAttentionModule(nn.Module):
         weights = torch.softmax(scores, dim=1).to(h.dtype)
         pooled = torch.bmm(weights.unsqueeze(1), h).squeeze(1)
         logits = self.head(self.dropout(pooled))
-        out = {"logits": logits}
-        if "labels" in batch:
-            out["loss"] = F.cross_entropy(
-                logits.float(),
-                batch["labels"],
-                weight=self.class_weight,
-                label_smoothing=self.label_smoothing,
-            )
-        return out
+        return classification_output(logits, batch, self.class_weight, self.label_smoothing)
 
 
 @dataclass

@@ -41,6 +41,18 @@ class SequenceConfig(DeepConfig):
             raise ValueError(f"class_weight must be none, 'balanced' or 'sqrt', got {self.class_weight!r}")
 
 
+def classification_output(
+    logits: torch.Tensor, batch: dict, class_weight: torch.Tensor | None, label_smoothing: float
+) -> dict:
+    """The model's output dict: logits, plus the (weighted, smoothed) cross-entropy when labels are given."""
+    out = {"logits": logits}
+    if "labels" in batch:
+        out["loss"] = torch.nn.functional.cross_entropy(
+            logits.float(), batch["labels"], weight=class_weight, label_smoothing=label_smoothing
+        )
+    return out
+
+
 def class_weights(y_encoded: np.ndarray, n_classes: int, mode: str | None) -> torch.Tensor | None:
     """Loss weights per class, mean 1 over the rows (None: unweighted)."""
     if mode is None:
@@ -168,16 +180,6 @@ class SequenceClassifier(TorchEstimator):
             worker_init_fn=worker_init_fn if self.num_workers else None,
             persistent_workers=bool(self.num_workers) and train,
         )
-
-    def predict_logits(self, X) -> np.ndarray:
-        loader = self._make_loader(X, None, False, None)
-        from common.trainer import Trainer
-
-        logits = Trainer(self._trainer_config()).predict(self.module_, loader)
-        self.module_.to("cpu")
-        out = np.empty_like(logits)
-        out[loader.batch_sampler.order] = logits
-        return out
 
     def _val_metric(self, y_true: np.ndarray, logits: np.ndarray) -> float:
         return macro_f1(y_true, logits.argmax(-1))

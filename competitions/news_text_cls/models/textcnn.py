@@ -9,7 +9,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from common.registry import register_model
-from competitions.news_text_cls.models.sequence import SequenceClassifier, SequenceConfig
+from competitions.news_text_cls.models.sequence import (
+    SequenceClassifier,
+    SequenceConfig,
+    classification_output,
+)
 
 
 class TextCNNModule(nn.Module):
@@ -37,15 +41,7 @@ class TextCNNModule(nn.Module):
             valid[:, 0] = True
             pooled.append(h.masked_fill(~valid[:, None, :], 0.0).amax(dim=-1))
         logits = self.head(self.dropout(torch.cat(pooled, dim=1)))
-        out = {"logits": logits}
-        if "labels" in batch:
-            out["loss"] = F.cross_entropy(
-                logits.float(),
-                batch["labels"],
-                weight=self.class_weight,
-                label_smoothing=self.label_smoothing,
-            )
-        return out
+        return classification_output(logits, batch, self.class_weight, self.label_smoothing)
 
 
 @dataclass
