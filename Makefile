@@ -27,6 +27,7 @@ CLASS_WEIGHTS ?=## non-empty: `make blend` also fits per-class weights (macro-F1
 SIZE      ?= small## BERT size for `make pretrain` and MODEL=bert: mini | small | base
 PRETRAINED ?= runs/news_text_cls/pretrained-$(SIZE)## pretrained BERT directory for MODEL=bert
 TEST_FILE ?=## test file for `make predict` (default test_a.csv / mchar_test_a)
+OUT       ?=## submission path for `make predict` (default RUN/predict.csv)
 
 SET_ARGS    = $(foreach s,$(SET),--set $(s))
 CONFIG_ARG  = $(if $(CONFIG),--config $(CONFIG))
