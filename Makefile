@@ -29,6 +29,11 @@ PRETRAINED ?= runs/news_text_cls/pretrained-$(SIZE)## pretrained BERT directory 
 TEST_FILE ?=## test file for `make predict` (default test_a.csv / mchar_test_a)
 OUT       ?=## submission path for `make predict` (default RUN/predict.csv)
 
+COMPS      := $(sort $(patsubst competitions/%/__main__.py,%,$(wildcard competitions/*/__main__.py)))
+ifeq ($(filter $(COMP),$(COMPS)),)
+$(error unknown COMP=$(COMP); expected one of: $(COMPS))
+endif
+
 SET_ARGS    = $(foreach s,$(SET),--set $(s))
 CONFIG_ARG  = $(if $(CONFIG),--config $(CONFIG))
 LAUNCH      = $(if $(filter-out 1,$(NPROC)),$(PY) -m torch.distributed.run --standalone --nproc_per_node $(NPROC),$(PY))
