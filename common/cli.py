@@ -186,7 +186,12 @@ def cmd_train(competition: Competition, args) -> int:
         metric_name=competition.metric_name,
         force=args.force,
         on_fold_end=lambda k, m: _say(
-            f"fold {k}: {competition.metric_name} {m['score']:.5f} ({m['seconds']:.1f}s)"
+            f"fold {k}: {competition.metric_name} {m['score']:.5f} "
+            + (
+                "(already complete, skipped; --force retrains)"
+                if m.get("skipped")
+                else f"({m['seconds']:.1f}s)"
+            )
         ),
     )
     if cv.missing_folds(run_dir, folds):

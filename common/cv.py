@@ -76,7 +76,7 @@ def run_fold(
     """Fit a clone of ``model`` on every row whose fold is not ``fold`` and predict that fold (and the test)."""
     out = fold_dir(run_dir, fold)
     if is_fold_complete(run_dir, fold) and not force:
-        return json.loads((out / "metrics.json").read_text())
+        return {**json.loads((out / "metrics.json").read_text()), "skipped": True}
     if force:
         (out / "metrics.json").unlink(missing_ok=True)
         for name in ("last.pt", "best.pt", "log.jsonl"):
