@@ -44,7 +44,7 @@ BERT_SET    = $(if $(BERT_DEPS),--set pretrained=$(PRETRAINED))
 TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $(FOLDS) --seed $(SEED) $(CONFIG_ARG) $(BERT_SET) $(SET_ARGS)
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
-.PHONY: help venv demo test test-all lint format models data train fold folds submit predict tune blend \
+.PHONY: help venv demo test test-all lint format models data train fold folds full submit predict tune blend \
         leaderboard report pretrain bench clean
 
 help: ## list the targets and variables
@@ -101,6 +101,9 @@ fold-%: $(STAMP) $(BERT_DEPS)
 	@gpus=($(GPUS)); if [ $${#gpus[@]} -gt 0 ]; then export CUDA_VISIBLE_DEVICES=$${gpus[$$(( $* % $${#gpus[@]} ))]}; fi; \
 	echo "fold $*$${CUDA_VISIBLE_DEVICES:+ on GPU $$CUDA_VISIBLE_DEVICES}"; \
 	$(PY) $(CLI) train $(TRAIN_ARGS) --fold $* --quiet
+
+full: $(STAMP) $(BERT_DEPS) ## refit MODEL on every labelled row (no CV) and write RUN/submission-full.csv
+	$(LAUNCH) $(CLI) train $(TRAIN_ARGS) --fold full
 
 submit: $(STAMP) ## merge the complete folds of RUN and re-write its submission
 	$(PY) $(CLI) train $(TRAIN_ARGS) --fold all

@@ -127,7 +127,9 @@ def add_train_arguments(p: argparse.ArgumentParser, competition: Competition) ->
     )
     p.add_argument("--run-dir", help=f"where artefacts go (default runs/{competition.name}/<model>)")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    p.add_argument("--fold", default="all", help="a fold number, or 'all' (default)")
+    p.add_argument(
+        "--fold", default="all", help="a fold number, 'all' (default), or 'full' (refit on every row, no CV)"
+    )
     p.add_argument(
         "--seed", type=int, default=42, help="seed of the folds and, unless --set seed=, the model"
     )
@@ -160,13 +162,13 @@ def cmd_train(competition: Competition, args) -> int:
         "data_dir": str(data_dir),
         "params": params,
     }
-    if args.fold == "all":
+    if args.fold in ("all", "full"):
         which = cv.fold_numbers(folds)
     else:
         try:
             which = [int(args.fold)]
         except ValueError:
-            raise UserError(f"--fold expects a fold number or 'all', got {args.fold!r}") from None
+            raise UserError(f"--fold expects a fold number, 'all' or 'full', got {args.fold!r}") from None
         if which[0] not in cv.fold_numbers(folds):
             raise UserError(f"--fold {which[0]} does not exist; folds are {cv.fold_numbers(folds)}")
     check_run_dir(run_dir, config, args.force)
@@ -175,6 +177,8 @@ def cmd_train(competition: Competition, args) -> int:
     from common.registry import create_model
 
     model = create_model(args.model, **params)
+    if args.fold == "full":
+        return train_full(competition, model, data, test, run_dir, args)
     results = cv.run_folds(
         model,
         data,
@@ -208,6 +212,23 @@ def cmd_train(competition: Competition, args) -> int:
     scores = ", ".join(f"{s:.5f}" for s in summary["fold_scores"])
     _say(f"folds: {scores}")
     _say(f"CV {competition.metric_name}: {summary['score']:.5f}")
+    return 0
+
+
+def train_full(competition: Competition, model, data: TrainData, test, run_dir: Path, args) -> int:
+    if test is None:
+        raise UserError(
+            "--fold full only predicts the test set, and no test file was found in the data directory"
+        )
+    result = cv.run_full(model, data, run_dir, test, force=args.force)
+    if result.get("skipped"):
+        _say(f"{run_dir / 'full'} is already complete, skipped; --force retrains")
+        return 0
+    if distributed.is_main_process():
+        path = write_submission(
+            competition, test, result["test_proba"], run_dir / "submission-full.csv", overwrite=True
+        )
+        _say(f"full refit on {result['n_train']} rows in {result['seconds']:.1f}s; submission: {path}")
     return 0
 
 

@@ -148,6 +148,45 @@ def run_folds(
     return results
 
 
+def run_full(
+    model,
+    data: TrainData,
+    run_dir: str | Path,
+    test: TestData,
+    *,
+    force: bool = False,
+    callbacks: Sequence = (),
+) -> dict:
+    """Refit a clone on every labelled row (no OOF, no score) and predict the test set: ``<run>/full/``.
+
+    The Kaggle habit of a final fit on all the data once CV has chosen the params (``--fold full``, the ``-1``
+    fold of many solutions). Its submission is written beside the k-fold one, never instead of it."""
+    out = Path(run_dir) / "full"
+    if (out / "metrics.json").is_file() and not force:
+        return {**json.loads((out / "metrics.json").read_text()), "skipped": True}
+    (out / "metrics.json").unlink(missing_ok=True)
+    if force:
+        for name in ("last.pt", "best.pt", "log.jsonl"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    estimator = clone(model)
+    estimator.fit(data.X, data.y, **_fit_kwargs(estimator, out, callbacks))
+    test_proba = np.asarray(estimator.predict_proba(test.X), dtype=np.float32)
+    metrics = {
+        "fold": "full",
+        "seconds": round(time.perf_counter() - started, 3),
+        "n_train": int(len(data.y)),
+    }
+    if distributed.is_main_process():
+        with atomic_path(out / "model.pkl") as tmp:
+            joblib.dump(estimator, tmp)
+        write_npy(out / "test.npy", test_proba)
+        write_json(out / "metrics.json", metrics)
+        (out / "last.pt").unlink(missing_ok=True)
+    return {**metrics, "test_proba": test_proba}
+
+
 def missing_folds(run_dir: str | Path, folds: np.ndarray) -> list[int]:
     return [k for k in fold_numbers(folds) if not is_fold_complete(run_dir, k)]
 

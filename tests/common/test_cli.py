@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -96,7 +99,7 @@ def test_one_fold_at_a_time_then_merge(cli, tmp_path):
         (["--model", "toy_cnn"], "unknown model 'toy_cnn' for toy; known models: toy_logreg, toy_mlp"),
         (["--model", "toy_mlp", "--set", "hiden=3"], "unknown config key(s) ['hiden']"),
         (["--model", "toy_mlp", "--set", "epochs=two"], "config key 'epochs': expected an integer"),
-        (["--model", "toy_mlp", "--fold", "x"], "--fold expects a fold number or 'all'"),
+        (["--model", "toy_mlp", "--fold", "x"], "--fold expects a fold number, 'all' or 'full'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(cli, tmp_path, argv, message):
@@ -187,3 +190,23 @@ def test_subprocess_train(tmp_path, toy_dir):
     assert result.stdout.strip().splitlines()[-1].startswith("CV accuracy: ")
     assert (tmp_path / "run/submission.csv").is_file()
     assert "Traceback" not in result.stderr
+
+
+def test_full_refit_writes_its_own_submission_without_touching_folds(cli, tmp_path):
+    run = tmp_path / "runs/full"
+    code, out, err = _train(cli, run, "toy_mlp", "--fold", "full", "--set", "epochs=2")
+    assert code == 0, err
+    assert (run / "full/metrics.json").is_file() and (run / "full/model.pkl").is_file()
+    assert not list(run.glob("fold*")) and not (run / "cv.json").exists()
+    sub = pd.read_csv(run / "submission-full.csv")
+    assert list(sub.columns) == ["id", "label"] and len(sub) == len(np.load(run / "full/test.npy"))
+    assert json.loads((run / "full/metrics.json").read_text())["n_train"] == 200
+    code, out, _ = _train(cli, run, "toy_mlp", "--fold", "full", "--set", "epochs=2")
+    assert code == 0 and "already complete" in out[-1]
+
+
+def test_full_refit_without_test_file_is_an_error(cli, tmp_path):
+    (Path(cli.data) / "test.csv").unlink()
+    code, _, err = _train(cli, tmp_path / "runs/nofull", "toy_logreg", "--fold", "full")
+    assert code == 2 and "no test file" in err
+    assert not (tmp_path / "runs/nofull/full").exists()
