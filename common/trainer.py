@@ -55,6 +55,8 @@ class TrainerConfig:
     compile: bool = False
     quiet: bool = False
     greater_is_better: bool = True
+    #: batch key whose element count is the tokens of a step: the progress bar then shows tokens/s
+    tokens_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -311,7 +313,7 @@ class Trainer:
         cfg = self.config
         model.train()
         total = torch.zeros((), device=self.device)  # summed on device: no host sync per step
-        count = 0
+        count, tokens, t0 = 0, 0, time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         n_batches = len(loader)
         bar = self._progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches)
@@ -338,8 +340,13 @@ class Trainer:
             bs = _batch_size(batch)
             total += loss.detach().float() * bs
             count += bs
+            if cfg.tokens_key is not None and cfg.tokens_key in batch:
+                tokens += batch[cfg.tokens_key].numel()
             if not bar.disable and i % 20 == 0:
-                bar.set_postfix(loss=f"{float(total) / max(count, 1):.4f}")
+                postfix = {"loss": f"{float(total) / max(count, 1):.4f}"}
+                if tokens:
+                    postfix["tok/s"] = f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f}"
+                bar.set_postfix(postfix)
         return float(total) / max(count, 1)
 
     @torch.no_grad()

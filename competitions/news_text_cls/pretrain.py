@@ -208,6 +208,7 @@ def pretrain(
             device=config.device,
             compile=config.compile,
             quiet=config.quiet,
+            tokens_key="input_ids",
         ),
         metric=masked_accuracy,
         work_dir=ckpt_dir,

@@ -157,3 +157,14 @@ def test_config_validation():
         TrainerConfig(grad_accum=0)
     with pytest.raises(ValueError, match="amp"):
         TrainerConfig(amp="fp8")
+
+
+def test_progress_bar_on_a_terminal_shows_loss_and_tokens_per_second(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    Trainer(_cfg(epochs=1, quiet=False, tokens_key="x")).fit(_module(), _loader())
+    err = capsys.readouterr().err
+    assert "loss=" in err and "tok/s=" in err
+    Trainer(_cfg(epochs=1, quiet=True, tokens_key="x")).fit(_module(), _loader())
+    assert "tok/s" not in capsys.readouterr().err  # --quiet: no bar at all
