@@ -322,6 +322,8 @@ def blend(
         "params": {"members": [str(r.path) for r in runs], "class_weights": bool(class_weights)},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("cv.json", "submission.csv"):  # cv.json, written last, marks a complete blend again
+        (out_dir / stale).unlink(missing_ok=True)
     write_text(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     write_npy(out_dir / "oof.npy", oof.astype(np.float32))
     write_npy(out_dir / "oof_ids.npy", ids)

@@ -93,30 +93,49 @@ def read_run_config(run_dir: Path) -> dict | None:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def check_run_dir(run_dir: Path, config: dict, force: bool) -> None:
-    """A run directory belongs to one competition, model, folds and params; refuse to mix them."""
+def check_run_dir(run_dir: Path, config: dict, force: bool) -> bool:
+    """A run directory belongs to one competition, model, folds and params; refuse to mix them.
+
+    Returns True when it holds artefacts of another folds file or other params and ``force`` was given: the caller
+    then clears them all (:func:`clear_run_artefacts`), so no CV score or submission mixes two configurations."""
     old = read_run_config(run_dir)
     if old is None:
-        return
+        return False
     for key in ("competition", "model"):
         if old.get(key) != config[key]:
             raise UserError(
                 f"{run_dir} holds a run of {key} {old.get(key)!r}, not {config[key]!r}; choose another --run-dir"
             )
-    changed = sorted(k for k in ("folds_file", "params") if old.get(k) != config[k])
-    # a complete fold, or a crashed one whose resume checkpoint (last.pt) was trained with the old params
-    has_folds = any(run_dir.glob("fold*/metrics.json")) or any(run_dir.glob("fold*/last.pt"))
-    if changed and has_folds and not force:
-        detail = ""
-        if "params" in changed:
-            diff = {
-                k: (old["params"].get(k), v) for k, v in config["params"].items() if old["params"].get(k) != v
-            }
-            detail = f" (params old -> new: {diff})"
-        raise UserError(
-            f"{run_dir} has folds trained with other {' and '.join(changed)}{detail}; "
-            "pass --force to retrain them or choose another --run-dir"
-        )
+    changed = sorted(k for k in ("folds_file", "params") if old.get(k) != config.get(k))
+    # complete folds or refits, or crashed ones whose resume checkpoint (last.pt) was trained with the old params
+    has_work = any(
+        any(run_dir.glob(f"{d}/{f}")) for d in ("fold*", "full") for f in ("metrics.json", "last.pt")
+    )
+    if not (changed and has_work):
+        return False
+    if force:
+        return True
+    detail = ""
+    if "params" in changed:
+        diff = {
+            k: (old["params"].get(k), v) for k, v in config["params"].items() if old["params"].get(k) != v
+        }
+        detail = f" (params old -> new: {diff})"
+    raise UserError(
+        f"{run_dir} has folds trained with other {' and '.join(changed)}{detail}; "
+        "pass --force to retrain them or choose another --run-dir"
+    )
+
+
+def clear_run_artefacts(run_dir: Path) -> None:
+    """Remove every fold, refit and merged artefact of a run directory (its config.yaml is rewritten next)."""
+    import shutil
+
+    for d in [*run_dir.glob("fold*"), run_dir / "full"]:
+        if d.is_dir():
+            shutil.rmtree(d)
+    for name in ("cv.json", "oof.npy", "oof_ids.npy", "test.npy", "submission.csv", "submission-full.csv"):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------- verbs
@@ -161,6 +180,7 @@ def cmd_train(competition: Competition, args) -> int:
         "folds_file": str(folds_file),
         "data_dir": str(data_dir),
         "params": params,
+        "classes": cv.class_list(data.y),
     }
     if args.fold in ("all", "full"):
         which = cv.fold_numbers(folds)
@@ -171,8 +191,11 @@ def cmd_train(competition: Competition, args) -> int:
             raise UserError(f"--fold expects a fold number, 'all' or 'full', got {args.fold!r}") from None
         if which[0] not in cv.fold_numbers(folds):
             raise UserError(f"--fold {which[0]} does not exist; folds are {cv.fold_numbers(folds)}")
-    check_run_dir(run_dir, config, args.force)
+    stale = check_run_dir(run_dir, config, args.force)
     if distributed.is_main_process():
+        if stale:
+            _say(f"{run_dir}: config changed and --force given: removing its old folds and outputs")
+            clear_run_artefacts(run_dir)
         write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     from common.registry import create_model
 
@@ -250,16 +273,22 @@ def cmd_predict(competition: Competition, args) -> int:
     if config.get("competition") != competition.name:
         raise UserError(f"{run_dir} is a run of {config.get('competition')!r}, not {competition.name!r}")
     competition.import_models()
-    models = sorted(run_dir.glob("fold*/model.pkl"))
-    complete = [m for m in models if (m.parent / "metrics.json").is_file()]
+    n_folds = int(config.get("n_folds", 0))
+    models = [run_dir / f"fold{k}" / "model.pkl" for k in range(n_folds)]
+    complete = [m for m in models if m.is_file() and (m.parent / "metrics.json").is_file()]
     if not complete:
         raise UserError(f"{run_dir} has no complete fold with a saved model")
     test = competition.load_test(data_dir_of(competition, args), args.test_file)
     if test is None:
         raise UserError(f"no test file found in {args.data_dir or competition.default_data_dir()}")
-    proba = np.mean(
-        [np.asarray(joblib.load(m).predict_proba(test.X), dtype=np.float32) for m in complete], axis=0
-    )
+    classes = config.get("classes")
+    parts = []
+    for path in complete:
+        model = joblib.load(path)
+        parts.append(
+            cv.align_columns(model, np.asarray(model.predict_proba(test.X), dtype=np.float32), classes)
+        )
+    proba = np.mean(parts, axis=0)
     write_frame(competition, test, competition.submission_frame(test, proba), args.out, overwrite=args.force)
     _say(f"wrote {args.out} from {len(complete)} fold model(s)")
     return 0

@@ -50,6 +50,34 @@ def fold_numbers(folds: np.ndarray) -> list[int]:
     return sorted(int(k) for k in np.unique(folds) if k >= 0)
 
 
+def class_list(y: np.ndarray) -> list | None:
+    """The sorted classes of single-label targets (JSON-friendly), or None for structured targets."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iub":
+        return None
+    return [int(c) for c in np.unique(y)]
+
+
+def align_columns(estimator, proba: np.ndarray, classes: Sequence | None) -> np.ndarray:
+    """Put a fold model's probability columns (ordered by its own ``classes_``) into the columns of the full class
+    list: a class absent from a fold's training rows gets probability 0 instead of shifting every later column."""
+    own = getattr(estimator, "classes_", None)
+    if classes is None or own is None or proba.ndim != 2 or proba.shape[1] != len(own):
+        return proba
+    classes = np.asarray(classes)
+    own = np.asarray(own)
+    if len(own) == len(classes) and np.array_equal(own, classes):
+        return proba
+    where = np.searchsorted(classes, own)
+    if np.any(where >= len(classes)) or not np.array_equal(classes[np.minimum(where, len(classes) - 1)], own):
+        raise UserError(
+            f"the model predicts classes {own.tolist()} that are not in the data's {classes.tolist()}"
+        )
+    out = np.zeros((len(proba), len(classes)), dtype=proba.dtype)
+    out[:, where] = proba
+    return out
+
+
 def _fit_kwargs(model, work_dir: Path, callbacks: Sequence) -> dict:
     params = inspect.signature(model.fit).parameters
     kwargs = {}
@@ -89,8 +117,15 @@ def run_fold(
     started = time.perf_counter()
     estimator = clone(model)
     estimator.fit(take(data.X, train_idx), data.y[train_idx], **_fit_kwargs(estimator, out, callbacks))
-    oof = np.asarray(estimator.predict_proba(take(data.X, valid_idx)), dtype=np.float32)
-    test_proba = np.asarray(estimator.predict_proba(test.X), dtype=np.float32) if test is not None else None
+    classes = class_list(data.y)
+    oof = align_columns(
+        estimator, np.asarray(estimator.predict_proba(take(data.X, valid_idx)), np.float32), classes
+    )
+    test_proba = None
+    if test is not None:
+        test_proba = align_columns(
+            estimator, np.asarray(estimator.predict_proba(test.X), np.float32), classes
+        )
     score = float(score_fn(data.y[valid_idx], oof))
     metrics = {
         "fold": int(fold),

@@ -95,9 +95,13 @@ class TorchEstimator(BaseEstimator):
         return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
 
     def _stratify(self, y_encoded: np.ndarray) -> np.ndarray | None:
-        """What the inner holdout is stratified on (None: random)."""
+        """What the inner holdout is stratified on (None: random, e.g. when a class or the holdout is too small)."""
+        if y_encoded.ndim != 1:
+            return None
         _, counts = np.unique(y_encoded, return_counts=True)
-        return y_encoded if y_encoded.ndim == 1 and counts.min() >= 2 else None
+        n_valid = int(np.ceil(self.valid_size * len(y_encoded)))
+        fits = counts.min() >= 2 and len(counts) <= n_valid <= len(y_encoded) - len(counts)
+        return y_encoded if fits else None
 
     # ---- the estimator contract
     def _trainer_config(self) -> TrainerConfig:

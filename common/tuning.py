@@ -9,6 +9,7 @@ several workers on several machines) works, and every worker pointed at the same
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -65,7 +66,9 @@ def make_study(
                 storage=optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs),
                 load_if_exists=True,
                 direction="maximize" if greater_is_better else "minimize",
-                sampler=optuna.samplers.TPESampler(seed=seed),
+                # a seed of its own per worker process: workers sharing a study with one seed would propose the
+                # same trials (so a study is reproducible only in its first trials of a single worker: seed + pid)
+                sampler=optuna.samplers.TPESampler(seed=seed + os.getpid()),
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
             )
         except sqlalchemy.exc.ArgumentError as exc:
@@ -129,6 +132,7 @@ def tune(
                     competition.score,
                     None,
                     metric_name=competition.metric_name,
+                    force=True,  # a trial folder left by a killed run of a reset study is never reused
                     callbacks=callbacks,
                 )
                 scores.append(metrics["score"])

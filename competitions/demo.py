@@ -51,10 +51,10 @@ MODELS = {
             [
                 "split=official",
                 "backbone=resnet18",
-                "img_h=64",
-                "img_w=128",
+                "img_h=48",
+                "img_w=96",
                 "batch_size=64",
-                "epochs=8",
+                "epochs=12",
                 "lr=3e-3",
             ],
         ),

@@ -210,3 +210,19 @@ def test_full_refit_without_test_file_is_an_error(cli, tmp_path):
     code, _, err = _train(cli, tmp_path / "runs/nofull", "toy_logreg", "--fold", "full")
     assert code == 2 and "no test file" in err
     assert not (tmp_path / "runs/nofull/full").exists()
+
+
+def test_force_with_changed_params_retrains_from_a_clean_run(cli, tmp_path):
+    run = tmp_path / "runs/lr"
+    assert _train(cli, run, "toy_logreg")[0] == 0
+    assert _train(cli, run, "toy_logreg", "--fold", "full")[0] == 0
+    code, out, err = _train(cli, run, "toy_logreg", "--fold", 0, "--force", "--set", "C=0.001")
+    assert code == 0, err
+    # only fold 0 exists now: the other folds, the refit and the merged outputs were of the old params
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["fold0"]
+    assert not (run / "cv.json").exists() and not (run / "submission.csv").exists()
+    assert out[-1].startswith("fold 0 accuracy")
+    code, _, err = _train(
+        cli, run, "toy_logreg", "--fold", "full", "--set", "C=1"
+    )  # changed again, no --force
+    assert code == 2 and "other params" in err

@@ -114,3 +114,35 @@ def test_take():
     assert cv.take(["a", "b", "c"], idx) == ["c", "a"]
     frame = cv.take(pd.DataFrame({"v": [1, 2, 3]}, index=[10, 11, 12]), idx)
     assert frame["v"].tolist() == [3, 1] and frame.index.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("model", ["toy_logreg", "toy_mlp"])
+def test_a_class_missing_from_a_folds_training_rows_keeps_columns_aligned(toy_data, tmp_path, model):
+    comp, data, test = toy_data
+    data.y = data.y.copy()
+    data.y[7] = 3  # a fourth class with one row: the fold that validates it never trains on it
+    folds = _folds(data, tmp_path)
+    run = tmp_path / "run"
+    params = {"epochs": 2, "quiet": True, "device": "cpu"} if model == "toy_mlp" else {}
+    cv.run_folds(create_model(model, **params), data, folds, run, comp.score, test=test)
+    k = folds[7]
+    oof = np.load(run / f"fold{k}" / "oof.npy")
+    assert oof.shape[1] == 4 and np.all(oof[:, 3] == 0)  # the absent class gets 0, others keep their column
+    assert np.allclose(oof.sum(1), 1, atol=1e-5) and np.load(run / f"fold{k}" / "test.npy").shape[1] == 4
+    summary = cv.merge(run, data, folds, comp.score)
+    assert np.load(run / "oof.npy").shape == (len(data.y), 4) and 0 <= summary["score"] <= 1
+
+
+def test_align_columns_rejects_unknown_classes():
+    class Fitted:
+        classes_ = np.array([0, 5])
+
+    with pytest.raises(UserError, match=r"predicts classes \[0, 5\]"):
+        cv.align_columns(Fitted(), np.ones((2, 2), np.float32), [0, 1, 2])
+
+
+def test_tiny_data_with_many_classes_trains_without_stratified_holdout(tmp_path):
+    X = np.random.default_rng(0).normal(size=(42, 4)).astype(np.float32)
+    y = np.arange(42) % 14  # 3 rows a class: a 10% stratified holdout cannot hold every class
+    model = create_model("toy_mlp", epochs=1, quiet=True, device="cpu").fit(X, y)
+    assert model.predict_proba(X).shape == (42, 14)

@@ -168,3 +168,15 @@ def test_progress_bar_on_a_terminal_shows_loss_and_tokens_per_second(monkeypatch
     assert "loss=" in err and "tok/s=" in err
     Trainer(_cfg(epochs=1, quiet=True, tokens_key="x")).fit(_module(), _loader())
     assert "tok/s" not in capsys.readouterr().err  # --quiet: no bar at all
+
+
+def test_sharded_sampler_gives_ranks_disjoint_equal_shares():
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    from common.trainer import ShardedSampler
+
+    batches = BatchSampler(SequentialSampler(range(23)), batch_size=3, drop_last=False)  # 8 batches
+    shards = [list(ShardedSampler(batches, rank, 3)) for rank in range(3)]
+    assert [len(s) for s in shards] == [2, 2, 2] == [len(ShardedSampler(batches, r, 3)) for r in range(3)]
+    flat = [tuple(b) for s in shards for b in s]
+    assert len(set(flat)) == 6 and set(flat) <= {tuple(b) for b in batches}  # disjoint, from the same batches

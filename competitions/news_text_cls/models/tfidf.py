@@ -105,6 +105,10 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
         """Fit (once per data and vectoriser params) on all the text the store holds; cache the row matrix."""
         store, key = X.store, self._vectorizer_key()
         if key not in store.cache:
+            # one vectoriser (and its row matrix, GBs at full size) per store: a tuning run that tries other
+            # vectoriser params must not keep every earlier one alive
+            for old in [k for k in store.cache if isinstance(k, tuple) and str(k[0]).startswith("tfidf-")]:
+                del store.cache[old]
             vec = self._vectorizer()
             n = len(store.texts)
             extra = X.unlabelled_texts()
@@ -120,6 +124,8 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
         if isinstance(X, Corpus) and self.vocab_fit == "unlabelled":
             key = ("tfidf-matrix", id(vec))
             if key not in X.store.cache and len(X) > 0:
+                for old in [k for k in X.store.cache if isinstance(k, tuple) and k[0] == "tfidf-matrix"]:
+                    del X.store.cache[old]  # another vectoriser's rows (see _shared_vectorizer)
                 X.store.cache[key] = (vec, vec.transform(X.store.texts))
             return X.store.cache[key][1][X.rows]
         return vec.transform(as_texts(X))
