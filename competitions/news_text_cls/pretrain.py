@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
+from common import distributed
 from common.atomic import write_json
 from common.config import resolve, save_config, to_dict
 from common.distributed import resolve_device
@@ -129,7 +130,11 @@ def pretrain(
     out = Path(out)
     ckpt_dir = out / "checkpoints"
     _check_out(config, out, force)
-    save_config(config, out / "config.yaml")
+    main = (
+        distributed.is_main_process()
+    )  # under torchrun only rank 0 writes; the tokenizer is rebuilt per rank
+    if main:
+        save_config(config, out / "config.yaml")
     say = (lambda *a: None) if config.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
     started = time.perf_counter()
@@ -141,7 +146,8 @@ def pretrain(
         tokenizer = tok.build_tokenizer(
             *(flat for flat, _ in corpus), min_count=config.min_count, model_max_length=config.block_len
         )
-        _save_dir(lambda d: tokenizer.save_pretrained(str(d)), tok_dir)
+        if main:
+            _save_dir(lambda d: tokenizer.save_pretrained(str(d)), tok_dir)
     blocks = build_blocks(corpus, tokenizer, config.block_len)
     del corpus
     train_idx, eval_idx = packing.split_blocks(len(blocks), config.eval_blocks, config.seed)
@@ -234,6 +240,8 @@ def pretrain(
         module.model.save_pretrained(str(d))
         tokenizer.save_pretrained(str(d))
 
+    if not main:
+        return summary
     _save_dir(save, out / ".staging", into=out)
     write_json(out / "pretrain.json", summary)
     for name in ("last.pt", "best.pt"):  # optimizer state is moot once the model is saved
@@ -316,6 +324,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     summary = pretrain(config, data_dir, out, force=args.force)
     acc = summary["held_out_masked_accuracy"]
+    if not distributed.is_main_process():
+        return 0
     print(
         f"pretrained {summary['steps']} steps ({summary['tokens_seen'] / 1e6:.1f}M tokens) in "
         f"{summary['seconds']:.0f}s; held-out masked accuracy {acc if acc is None else f'{acc:.4f}'}; saved in {out}"

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from common import distributed
 from common.atomic import atomic_path, write_json
 from common.errors import UserError
 
@@ -138,12 +139,20 @@ def cached_images(
     """The resized images of ``paths`` as a read-only memory map (built on first use)."""
     paths = [Path(p) for p in paths]
     path = cache_path(cache_dir, name, paths, size)
+    if distributed.is_distributed():
+        distributed.init_if_needed(distributed.resolve_device())
+    if not path.is_file() and not distributed.is_main_process():
+        distributed.barrier()  # under torchrun rank 0 decodes once; the others wait, then map its file
     if not path.is_file():
         for stale in Path(cache_dir).glob(f"{name}-{size.tag()}-*.npy"):
             stale.unlink(missing_ok=True)
             stale.with_suffix(".failures.json").unlink(missing_ok=True)
         print(f"caching {len(paths)} images of {name} at {size.tag()} -> {path}", file=sys.stderr, flush=True)
-        build(paths, size, path, on_error)
+        try:
+            build(paths, size, path, on_error)
+        finally:
+            if distributed.is_distributed() and distributed.is_main_process():
+                distributed.barrier()
     failures_path = path.with_suffix(".failures.json")
     if failures_path.is_file():
         _warn_failures(json.loads(failures_path.read_text()))
