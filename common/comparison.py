@@ -117,19 +117,28 @@ def cv_spread_section(study: Study) -> None:
     show_figure(plots.cv_by_run(board, folds, study.competition.metric_name), study, "cv-by-run")
 
 
-def classification_section(study: Study) -> pd.DataFrame | None:
-    """Per-class precision/recall/F1 and the confusion matrix of the best run (``(n, n_classes)`` contests)."""
+def _best_run_predictions(study: Study, ndim: int, missing: str):
+    """(run, OOF probabilities, their ids, targets, decoded predictions) of the best complete run whose
+    probabilities have ``ndim`` axes, or None (with a line saying why)."""
     if not _has_runs(study):
         return None
-    found = _oof_run(study, ndim=2)
+    found = _oof_run(study, ndim=ndim)
     if found is None:
-        print(f"{study.name}: no complete run with (n, n_classes) probabilities; per-class analysis skipped")
+        print(f"{study.name}: no complete run with {missing}")
         return None
     run, oof, ids = found
     y = _labelled(study, ids)
     if y is None:
         return None
-    pred = diagnostics.decode(study.competition, oof, ids)
+    return run, oof, ids, y, diagnostics.decode(study.competition, oof, ids)
+
+
+def classification_section(study: Study) -> pd.DataFrame | None:
+    """Per-class precision/recall/F1 and the confusion matrix of the best run (``(n, n_classes)`` contests)."""
+    found = _best_run_predictions(study, 2, "(n, n_classes) probabilities; per-class analysis skipped")
+    if found is None:
+        return None
+    run, _, _, y, pred = found
     report = diagnostics.per_class_report(y, pred)
     print(
         f"{study.name}: best run {run.name} ({run.model}), macro-F1 {report['f1'].mean():.5f} over {len(y)} OOF rows"
@@ -143,17 +152,10 @@ def classification_section(study: Study) -> pd.DataFrame | None:
 
 def sequence_section(study: Study, n_hardest: int = 12) -> pd.DataFrame | None:
     """Accuracy by number of characters and the most confident mistakes with their images (string contests)."""
-    if not _has_runs(study):
-        return None
-    found = _oof_run(study, ndim=3)
+    found = _best_run_predictions(study, 3, "per-position probabilities; string analysis skipped")
     if found is None:
-        print(f"{study.name}: no complete run with per-position probabilities; string analysis skipped")
         return None
-    run, oof, ids = found
-    y = _labelled(study, ids)
-    if y is None:
-        return None
-    pred = diagnostics.decode(study.competition, oof, ids)
+    run, oof, ids, y, pred = found
     table = diagnostics.accuracy_by_length(y, pred)
     print(f"{study.name}: best run {run.name} ({run.model}), whole-string accuracy by number of digits")
     show(table.round(4))
