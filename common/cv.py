@@ -88,6 +88,40 @@ def _fit_kwargs(model, work_dir: Path, callbacks: Sequence) -> dict:
     return kwargs
 
 
+def _previous(out: Path, force: bool) -> dict | None:
+    """The metrics of a complete fold (or refit) in ``out``, to skip it; with ``force`` its traces are removed."""
+    if (out / "metrics.json").is_file() and not force:
+        return {**json.loads((out / "metrics.json").read_text()), "skipped": True}
+    names = ("metrics.json", "last.pt", "best.pt", "log.jsonl") if force else ("metrics.json",)
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+    return None
+
+
+def _fit_clone(model, X, y, out: Path, callbacks: Sequence):
+    out.mkdir(parents=True, exist_ok=True)
+    estimator = clone(model)
+    estimator.fit(X, y, **_fit_kwargs(estimator, out, callbacks))
+    return estimator
+
+
+def _proba(estimator, X, classes: list | None) -> np.ndarray:
+    """float32 probabilities with columns in the order of the data's full class list."""
+    return align_columns(estimator, np.asarray(estimator.predict_proba(X), dtype=np.float32), classes)
+
+
+def _save(out: Path, estimator, arrays: dict[str, np.ndarray], metrics: dict) -> None:
+    """Rank 0 writes the model and arrays, then ``metrics.json`` last: the completion marker."""
+    if not distributed.is_main_process():
+        return
+    with atomic_path(out / "model.pkl") as tmp:
+        joblib.dump(estimator, tmp)
+    for name, array in arrays.items():
+        write_npy(out / name, array)
+    write_json(out / "metrics.json", metrics)
+    (out / "last.pt").unlink(missing_ok=True)  # resume state is moot once the fold is complete
+
+
 def run_fold(
     model,
     data: TrainData,
@@ -103,47 +137,30 @@ def run_fold(
 ) -> dict:
     """Fit a clone of ``model`` on every row whose fold is not ``fold`` and predict that fold (and the test)."""
     out = fold_dir(run_dir, fold)
-    if is_fold_complete(run_dir, fold) and not force:
-        return {**json.loads((out / "metrics.json").read_text()), "skipped": True}
-    if force:
-        (out / "metrics.json").unlink(missing_ok=True)
-        for name in ("last.pt", "best.pt", "log.jsonl"):
-            (out / name).unlink(missing_ok=True)
+    if (previous := _previous(out, force)) is not None:
+        return previous
     valid_mask = folds == fold
     if not valid_mask.any():
         raise UserError(f"fold {fold} has no rows; folds are {fold_numbers(folds)}")
     train_idx, valid_idx = np.flatnonzero(~valid_mask), np.flatnonzero(valid_mask)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    estimator = clone(model)
-    estimator.fit(take(data.X, train_idx), data.y[train_idx], **_fit_kwargs(estimator, out, callbacks))
+    estimator = _fit_clone(model, take(data.X, train_idx), data.y[train_idx], out, callbacks)
     classes = class_list(data.y)
-    oof = align_columns(
-        estimator, np.asarray(estimator.predict_proba(take(data.X, valid_idx)), np.float32), classes
-    )
-    test_proba = None
+    arrays = {
+        "oof.npy": _proba(estimator, take(data.X, valid_idx), classes),
+        "oof_ids.npy": np.asarray(data.ids).astype(str)[valid_idx],
+    }
     if test is not None:
-        test_proba = align_columns(
-            estimator, np.asarray(estimator.predict_proba(test.X), np.float32), classes
-        )
-    score = float(score_fn(data.y[valid_idx], oof))
+        arrays["test.npy"] = _proba(estimator, test.X, classes)
     metrics = {
         "fold": int(fold),
-        "score": score,
+        "score": float(score_fn(data.y[valid_idx], arrays["oof.npy"])),
         "metric": metric_name,
         "seconds": round(time.perf_counter() - started, 3),
         "n_train": int(len(train_idx)),
         "n_valid": int(len(valid_idx)),
     }
-    if distributed.is_main_process():
-        with atomic_path(out / "model.pkl") as tmp:
-            joblib.dump(estimator, tmp)
-        write_npy(out / "oof.npy", oof)
-        write_npy(out / "oof_ids.npy", np.asarray(data.ids).astype(str)[valid_idx])
-        if test_proba is not None:
-            write_npy(out / "test.npy", test_proba)
-        write_json(out / "metrics.json", metrics)
-        (out / "last.pt").unlink(missing_ok=True)  # resume state is moot once the fold is complete
+    _save(out, estimator, arrays, metrics)
     return metrics
 
 
@@ -197,28 +214,17 @@ def run_full(
     The Kaggle habit of a final fit on all the data once CV has chosen the params (``--fold full``, the ``-1``
     fold of many solutions). Its submission is written beside the k-fold one, never instead of it."""
     out = Path(run_dir) / "full"
-    if (out / "metrics.json").is_file() and not force:
-        return {**json.loads((out / "metrics.json").read_text()), "skipped": True}
-    (out / "metrics.json").unlink(missing_ok=True)
-    if force:
-        for name in ("last.pt", "best.pt", "log.jsonl"):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    if (previous := _previous(out, force)) is not None:
+        return previous
     started = time.perf_counter()
-    estimator = clone(model)
-    estimator.fit(data.X, data.y, **_fit_kwargs(estimator, out, callbacks))
-    test_proba = np.asarray(estimator.predict_proba(test.X), dtype=np.float32)
+    estimator = _fit_clone(model, data.X, data.y, out, callbacks)
+    test_proba = _proba(estimator, test.X, class_list(data.y))
     metrics = {
         "fold": "full",
         "seconds": round(time.perf_counter() - started, 3),
         "n_train": int(len(data.y)),
     }
-    if distributed.is_main_process():
-        with atomic_path(out / "model.pkl") as tmp:
-            joblib.dump(estimator, tmp)
-        write_npy(out / "test.npy", test_proba)
-        write_json(out / "metrics.json", metrics)
-        (out / "last.pt").unlink(missing_ok=True)
+    _save(out, estimator, {"test.npy": test_proba}, metrics)
     return {**metrics, "test_proba": test_proba}
 
 
