@@ -44,7 +44,7 @@ BERT_SET    = $(if $(BERT_DEPS),--set pretrained=$(PRETRAINED))
 TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $(FOLDS) --seed $(SEED) $(CONFIG_ARG) $(BERT_SET) $(SET_ARGS)
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
-.PHONY: help venv demo test test-all lint format models data train fold folds full submit predict tune blend \
+.PHONY: help venv demo test test-all test-gpu lint format models data train fold folds full submit predict tune blend \
         leaderboard report pretrain bench clean
 
 help: ## list the targets and variables
@@ -73,6 +73,9 @@ test-all: $(STAMP) ## lint and every test, slow ones included
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -q
+
+test-gpu: $(STAMP) ## the GPU tier (bf16 folds, compile, NCCL, benches); skipped cleanly without CUDA
+	$(VENV)/bin/pytest -m gpu -q -rs
 
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -18,6 +18,7 @@ Each training figure is the second of two epochs (warm-up, worker start and cudn
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -80,9 +81,7 @@ class DatawhaleDataset(Dataset):
 
 def epoch_rate(model, loader, n_images: int, args) -> float:
     """Images/s of the second of two training epochs through the shared trainer."""
-    cfg = model._trainer_config()
-    cfg.epochs, cfg.quiet = 2, True
-    trainer = Trainer(cfg)
+    trainer = Trainer(dataclasses.replace(model._trainer_config(), epochs=2, quiet=True))
     trainer.fit(model._build_module(), loader)
     return n_images / trainer.history[1]["seconds"]
 

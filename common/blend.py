@@ -9,8 +9,9 @@ for every fold, weights fitted on the other folds' OOF rows are applied to that 
 are scored once. The optional per-class multiplicative weights (for macro-F1 on ``(n, n_classes)`` probabilities)
 are fitted by coordinate ascent and reported the same two ways.
 
-The blend is written as a run directory (``config.yaml`` with model ``blend``, ``oof.npy``, ``oof_ids.npy``,
-``test.npy``, ``cv.json`` with the weights, ``submission.csv``) so it shows on the leaderboard.
+The blend is one more producer through the run store (:mod:`common.store`): a run directory with ``config.yaml``
+(model ``blend``, its members and their data section), ``run.json``, ``oof.npy``, ``oof_ids.npy``, ``test.npy``,
+``cv.json`` with the weights and ``submission.csv``, so it shows on the leaderboard.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy.optimize import minimize
 
-from common.atomic import write_json, write_npy, write_text
 from common.competition import Competition
+from common.config import build_tree
 from common.errors import UserError
 from common.folds import load_folds
-from common.runs import Run, load_run
-from common.submission import archive_name, write_submission
+from common.store import Run, RunStore, device_description, new_manifest, open_run
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], float]
 #: relative steps tried for one class's weight in each round of coordinate ascent
@@ -171,6 +170,12 @@ def check_members(runs: Sequence[Run], competition: Competition) -> tuple[list[n
     """Refuse runs that cannot be blended; return their OOF probabilities and the shared ids."""
     if len(runs) < 2:
         raise UserError(f"a blend needs at least two runs, got {len(runs)}")
+    if any(r.data_params != runs[0].data_params for r in runs):
+        different = next(r for r in runs if r.data_params != runs[0].data_params)
+        raise UserError(
+            f"{different.path} was trained with data settings {different.data_params}, {runs[0].path} with "
+            f"{runs[0].data_params}; only runs on the same data can be blended"
+        )
     paths = [r.path.resolve() for r in runs]
     if len(set(paths)) != len(paths):
         raise UserError("the same run is given twice; list each run once")
@@ -210,8 +215,7 @@ def _targets_and_folds(
     competition: Competition, data_dir: Path, runs: Sequence[Run], ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """True targets and the fold of each OOF row, checking the runs were made from this data."""
-    competition.configure(runs[0].params)  # data choices passed as params (e.g. the street split)
-    data = competition.load_train(data_dir)
+    data = competition.load_train(data_dir, data_config(competition, runs[0]))
     data_ids = np.asarray(data.ids).astype(str)
     position = pd.Index(data_ids).get_indexer(ids)
     if (position < 0).any():
@@ -226,9 +230,9 @@ def _targets_and_folds(
         folds = np.full(len(ids), -1, dtype=np.int64)
         where = pd.Index(ids)
         for k in runs[0].fold_metrics:
-            part = runs[0].path / f"fold{k}" / "oof_ids.npy"
-            if part.is_file():
-                folds[where.get_indexer(np.load(part).astype(str))] = k
+            part = runs[0].fold_oof_ids(k)
+            if part is not None:
+                folds[where.get_indexer(part)] = k
     y = np.asarray(data.y, dtype=object if isinstance(data.y, list) else None)[position]
     return y, folds
 
@@ -244,6 +248,13 @@ def _crossfit(
         valid = folds == k
         out[valid] = fit(~valid)(valid)
     return out
+
+
+def data_config(competition: Competition, run: Run):
+    """The data section a run was trained with, as the contest's data config."""
+    return build_tree({"data": competition.data_config}, {"data": run.data_params}, source=str(run.path))[
+        "data"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- blend
@@ -266,14 +277,17 @@ def blend(
     started = time.perf_counter()
     say = log or (lambda _msg: None)
     out_dir = Path(out_dir)
-    runs = [load_run(p) for p in run_dirs]
+    runs = [open_run(p) for p in run_dirs]
     if out_dir.resolve() in {r.path.resolve() for r in runs}:
         raise UserError(f"--out {out_dir} is one of the blended runs; choose another directory")
-    if (out_dir / "config.yaml").is_file() and load_run(out_dir).model != "blend":
-        raise UserError(f"{out_dir} holds a run of model {load_run(out_dir).model!r}; choose another --out")
+    store = RunStore(out_dir)
+    if store.has_config() and (store.read_config() or {}).get("model") != "blend":
+        raise UserError(
+            f"{out_dir} holds a run of model {store.read_config().get('model')!r}; choose another --out"
+        )
     oofs, ids = check_members(runs, competition)
     y, folds = _targets_and_folds(competition, Path(data_dir), runs, ids)
-    greater = competition.greater_is_better
+    greater = competition.metric.greater_is_better
     score_fn = competition.score
     member_scores = [float(score_fn(y, p)) for p in oofs]
     stack = np.stack(oofs).astype(np.float32)
@@ -319,18 +333,9 @@ def blend(
         "seed": seed,
         "folds_file": runs[0].folds_file,
         "data_dir": str(data_dir),
+        "data": runs[0].data_params,
         "params": {"members": [str(r.path) for r in runs], "class_weights": bool(class_weights)},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("cv.json", "submission.csv"):  # cv.json, written last, marks a complete blend again
-        (out_dir / stale).unlink(missing_ok=True)
-    write_text(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    write_npy(out_dir / "oof.npy", oof.astype(np.float32))
-    write_npy(out_dir / "oof_ids.npy", ids)
-    if test_proba is not None:
-        write_npy(out_dir / "test.npy", test_proba.astype(np.float32))
-    else:
-        (out_dir / "test.npy").unlink(missing_ok=True)
     result = BlendResult(
         out_dir=out_dir,
         members=names,
@@ -339,39 +344,59 @@ def blend(
         score=score,
         score_crossfit=score_crossfit,
         fold_scores=fold_scores,
-        metric=competition.metric_name,
+        metric=competition.metric.name,
         class_weights=cw,
         score_weights_only=score_weights_only,
     )
-    test = competition.load_test(Path(data_dir)) if test_proba is not None else None
-    if test is not None and len(test.ids) == len(test_proba):
-        result.submission = write_submission(
-            competition, test, test_proba, out_dir / "submission.csv", overwrite=True
-        )
-        if submissions_dir is not None:
-            archive = archive_name(competition.name, "blend", score, submissions_dir)
-            result.archived = write_submission(competition, test, test_proba, archive)
-    write_json(
-        out_dir / "cv.json",
-        {
-            "score": score,
-            "metric": competition.metric_name,
-            "fold_scores": fold_scores,
-            "n_folds": len(fold_scores),
-            "seconds": round(time.perf_counter() - started, 3),
-            "folds_file": runs[0].folds_file,
-            "model": "blend",
-            "members": [
-                {"run": n, "path": str(r.path), "weight": float(w), "score": s}
-                for n, r, w, s in zip(names, runs, weights, member_scores, strict=True)
-            ],
-            "weights": {n: float(w) for n, w in zip(names, weights, strict=True)},
-            "score_weights_only": score_weights_only,
-            "score_crossfit": score_crossfit,
-            "class_weights": None if cw is None else [float(v) for v in cw],
-            "note": "score: weights fitted on this same OOF (optimistic); score_crossfit: fitted on the other folds",
-        },
+    summary = {
+        "score": score,
+        "metric": competition.metric.name,
+        "fold_scores": fold_scores,
+        "n_folds": len(fold_scores),
+        "seconds": round(time.perf_counter() - started, 3),
+        "folds_file": runs[0].folds_file,
+        "model": "blend",
+        "members": [
+            {"run": n, "path": str(r.path), "weight": float(w), "score": s}
+            for n, r, w, s in zip(names, runs, weights, member_scores, strict=True)
+        ],
+        "weights": {n: float(w) for n, w in zip(names, weights, strict=True)},
+        "score_weights_only": score_weights_only,
+        "score_crossfit": score_crossfit,
+        "class_weights": None if cw is None else [float(v) for v in cw],
+        "note": "score: weights fitted on this same OOF (optimistic); score_crossfit: fitted on the other folds",
+    }
+    test = (
+        competition.load_test(Path(data_dir), data_config(competition, runs[0]))
+        if test_proba is not None
+        else None
     )
+    store.prepare()
+    with store.run_lock("write the blend"):
+        store.clear_outputs()  # cv.json, written last, marks a complete blend again
+        store.write_config(config)
+        first = runs[0].manifest
+        store.write_manifest(
+            {
+                **new_manifest(
+                    {"blend": seed},
+                    first.get("inputs") or {},
+                    runs[0].folds_file,
+                    device_description("cpu"),
+                ),
+                "members": {r.name: {"path": str(r.path), "commit": r.commit} for r in runs},
+            }
+        )
+        store.write_merged(
+            oof.astype(np.float32),
+            ids,
+            None if test_proba is None else test_proba.astype(np.float32),
+            summary,
+        )
+        if test is not None and len(test.ids) == len(test_proba):
+            result.submission, result.archived = store.write_submission(
+                competition, test, test_proba, archive_root=submissions_dir
+            )
     return result
 
 

@@ -1,31 +1,33 @@
-"""The command line every contest shares: ``train``, ``predict``, ``tune``, ``blend``, ``leaderboard``, plus the
-contest's own verbs (``synth``, ``pretrain``...). ``competitions/<name>/cli.py`` calls :func:`main` with its
+"""The command line every contest shares: ``train``, ``predict``, ``tune``, ``blend``, ``leaderboard``, ``models``,
+plus the contest's own verbs (``synth``, ``pretrain``...). ``competitions/<name>/cli.py`` calls :func:`main` with its
 :class:`~common.competition.Competition`.
 
-Bad input raises :class:`~common.errors.UserError`: one line on stderr, exit code 2.
+Bad input raises :class:`~common.errors.UserError`, and a filesystem error (a read-only folder, a path that is a
+file) is reported the same way: one line on stderr, exit code 2. Every value is validated when the config tree is
+built, before any file is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from common import cv, distributed
-from common.atomic import atomic_path, write_text
+from common.atomic import atomic_path
 from common.competition import Competition, TrainData
-from common.config import resolve, to_dict
+from common.config import build_tree, flat_keys, load_yaml, parse_overrides, to_dict
 from common.errors import UserError
+from common.fingerprint import changed, fingerprints
 from common.folds import data_fingerprint, get_folds
-from common.registry import get_model_entry, list_models
-from common.submission import archive_name, write_frame, write_submission
+from common.registry import create_model, get_model_entry, list_models
+from common.store import FULL, RunStore, device_description, flat_params, new_manifest, open_run
+from common.trainer import TrainerConfig
 
 
 @dataclass
@@ -56,26 +58,75 @@ def check_model(competition: Competition, name: str) -> None:
         raise UserError(f"unknown model {name!r} for {competition.name}; known models: {', '.join(known)}")
 
 
-def model_params(name: str, config_file: str | None, overrides: Sequence[str] | None, args) -> dict:
-    entry = get_model_entry(name)
-    if entry.config_cls is None:
-        return {}
-    config = resolve(entry.config_cls, config_file, overrides)
-    fields = {f.name for f in dataclasses.fields(config)}
-    given = {item.partition("=")[0].strip() for item in overrides or []}
-    if getattr(args, "quiet", False) and "quiet" in fields:
-        config.quiet = True
-    if getattr(args, "seed", None) is not None and "seed" in fields and "seed" not in given:
-        config.seed = args.seed
-    return to_dict(config)
+@dataclass
+class RunConfig:
+    """The validated config tree of one run: the contest's data section and the model's config."""
+
+    data: object
+    model: object
+    values: dict  # the values the user gave (YAML + --set), as given
+
+    def model_params(self) -> dict:
+        return to_dict(self.model)
+
+    def given(self) -> dict:
+        """The keys the user set, with their validated values (flat), e.g. for tune's best-params YAML."""
+        resolved = {**flat_keys(self.data), **flat_keys(self.model)}
+        return {
+            k.split(".")[-1]: resolved[k.split(".")[-1]] for k in self.values if k.split(".")[-1] in resolved
+        }
+
+
+def build_run_config(
+    competition: Competition, model_name: str, config_file: str | None, overrides: Sequence[str] | None, args
+) -> RunConfig:
+    """Defaults <- ``--config`` YAML <- ``--set`` (flat keys routed to the data or model section); ``--seed`` seeds
+    the model too unless a seed was set; ``--quiet`` silences the trainer. Validates every value."""
+    entry = get_model_entry(model_name)
+    values = dict(load_yaml(config_file)) if config_file else {}
+    given = parse_overrides(overrides)
+    values.update(given)
+    sections = {"data": competition.data_config, "model": entry.config_cls}
+    tree = build_tree(sections, values, source=f"model {model_name!r}")
+    model_cfg = tree["model"]
+    trainer = getattr(model_cfg, "trainer", None)
+    seed_given = any(k.split(".")[-1] == "seed" for k in values)
+    target = trainer if trainer is not None and hasattr(trainer, "seed") else model_cfg
+    if getattr(args, "seed", None) is not None and hasattr(target, "seed") and not seed_given:
+        target.seed = args.seed
+    if getattr(args, "quiet", False) and trainer is not None:
+        trainer.quiet = True
+    return RunConfig(tree["data"], model_cfg, values)
+
+
+def make_model(model_name: str, run_config: RunConfig):
+    return create_model(model_name, **run_config.model_params())
+
+
+def check_data(model, data: TrainData) -> None:
+    """The model's own check of the training data (``check_data``, optional), before anything is written."""
+    check = getattr(model, "check_data", None)
+    if check is not None:
+        check(data.X, data.y)
 
 
 def resolve_folds(data: TrainData, folds_dir: Path, n_folds: int, seed: int) -> tuple[np.ndarray, Path]:
-    """The shared fold column: the contest's predefined split, or stratified k-fold saved once and reused."""
+    """The shared fold column: the contest's predefined split, or stratified k-fold saved once and reused (exact
+    duplicate rows grouped into one fold)."""
     if data.folds is None:
-        return get_folds(folds_dir, data.ids, data.strata, n_folds, seed)
+        groups = data.groups
+        if groups is not None:
+            n_dup = len(groups) - len(np.unique(groups))
+            if n_dup == 0:
+                groups = None
+            else:
+                _say(
+                    f"warning: {n_dup} training row(s) duplicate another row exactly; each set of duplicates is "
+                    "kept in one fold so they do not inflate the CV score"
+                )
+        return get_folds(folds_dir, data.ids, data.strata, n_folds, seed, groups)
     path = folds_dir / f"folds-predefined-{data_fingerprint(data.ids, data.folds)}.csv"
-    if not path.exists():
+    if not path.exists() and distributed.is_main_process():
         import pandas as pd
 
         frame = pd.DataFrame(
@@ -86,56 +137,77 @@ def resolve_folds(data: TrainData, folds_dir: Path, n_folds: int, seed: int) -> 
     return np.asarray(data.folds, dtype=np.int64), path
 
 
-def read_run_config(run_dir: Path) -> dict | None:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+def run_inputs(data: TrainData, test) -> dict:
+    """Content fingerprints of every file and folder the run reads."""
+    return {
+        "train": fingerprints(data.sources),
+        "test": fingerprints(test.sources) if test is not None else {},
+    }
 
 
-def check_run_dir(run_dir: Path, config: dict, force: bool) -> bool:
-    """A run directory belongs to one competition, model, folds and params; refuse to mix them.
+@dataclass
+class Reuse:
+    """What an existing run folder means for this command."""
 
-    Returns True when it holds artefacts of another folds file or other params and ``force`` was given: the caller
-    then clears them all (:func:`clear_run_artefacts`), so no CV score or submission mixes two configurations."""
-    old = read_run_config(run_dir)
+    test_changed: list[str]
+    manifest: dict | None
+    #: the folder holds another layout, config or data and --force was given: clear it once the locks are held
+    clear: str | None = None
+
+
+def reconcile(store: RunStore, config: dict, inputs: dict, force: bool) -> Reuse:
+    """Check that ``store`` may hold this run (same competition and model; same params, folds and training data
+    unless ``force``, which asks for it to be cleared). Called under the run lock; writes nothing."""
+    problem = store.layout_problem()
+    if problem:
+        if not force:
+            raise UserError(f"{problem}; re-run it into a new --run-dir (or pass --force to retrain it here)")
+        return Reuse([], None, clear="it has an older layout")
+    old = store.read_config()
     if old is None:
-        return False
+        return Reuse([], None)
     for key in ("competition", "model"):
         if old.get(key) != config[key]:
             raise UserError(
-                f"{run_dir} holds a run of {key} {old.get(key)!r}, not {config[key]!r}; choose another --run-dir"
+                f"{store.path} holds a run of {key} {old.get(key)!r}, not {config[key]!r}; choose another --run-dir"
             )
-    changed = sorted(k for k in ("folds_file", "params") if old.get(k) != config.get(k))
-    # complete folds or refits, or crashed ones whose resume checkpoint (last.pt) was trained with the old params
-    has_work = any(
-        any(run_dir.glob(f"{d}/{f}")) for d in ("fold*", "full") for f in ("metrics.json", "last.pt")
-    )
-    if not (changed and has_work):
-        return False
-    if force:
-        return True
-    detail = ""
-    if "params" in changed:
-        diff = {
-            k: (old["params"].get(k), v) for k, v in config["params"].items() if old["params"].get(k) != v
-        }
-        detail = f" (params old -> new: {diff})"
-    raise UserError(
-        f"{run_dir} has folds trained with other {' and '.join(changed)}{detail}; "
-        "pass --force to retrain them or choose another --run-dir"
-    )
+    manifest = store.read_manifest() or {}
+    recorded = manifest.get("inputs") or {}
+    changed_keys = sorted(k for k in ("folds_file", "data") if old.get(k) != config.get(k))
+    if _computed(old.get("params") or {}) != _computed(config["params"]):
+        changed_keys.append("params")
+    data_changed = changed(recorded.get("train") or {}, inputs["train"])
+    busy = store.folds_in_use()
+    if (changed_keys or data_changed) and busy:
+        fold, holder = next(iter(busy.items()))
+        raise UserError(
+            f"{store.path} is being trained with another config (fold {fold} by {holder}); "
+            "wait for it or choose another --run-dir"
+        )
+    if (changed_keys or data_changed) and store.has_work():
+        if force:
+            return Reuse([], None, clear="its data changed" if data_changed else "its config changed")
+        if data_changed:
+            raise UserError(
+                f"data changed since this run was trained ({', '.join(data_changed)} differ from "
+                f"{store.path / 'run.json'}); pass --force to retrain it, or choose another --run-dir"
+            )
+        detail = ""
+        if "params" in changed_keys:
+            new_params, old_params = _computed(config["params"]), _computed(old.get("params") or {})
+            diff = {k: (old_params.get(k), v) for k, v in new_params.items() if old_params.get(k) != v}
+            detail = f" (params old -> new: {diff})"
+        raise UserError(
+            f"{store.path} has folds trained with other {' and '.join(changed_keys)}{detail}; "
+            "pass --force to retrain them or choose another --run-dir"
+        )
+    test_changed = changed(recorded.get("test") or {}, inputs["test"]) if store.has_work() else []
+    return Reuse(test_changed, manifest)
 
 
-def clear_run_artefacts(run_dir: Path) -> None:
-    """Remove every fold, refit and merged artefact of a run directory (its config.yaml is rewritten next)."""
-    import shutil
-
-    for d in [*run_dir.glob("fold*"), run_dir / "full"]:
-        if d.is_dir():
-            shutil.rmtree(d)
-    for name in ("cv.json", "oof.npy", "oof_ids.npy", "test.npy", "submission.csv", "submission-full.csv"):
-        (run_dir / name).unlink(missing_ok=True)
+def _computed(params: dict) -> dict:
+    """Flat params without the runtime keys (a re-run may differ in ``quiet`` or ``num_workers``)."""
+    return {k: v for k, v in flat_params(params).items() if k not in TrainerConfig.RUNTIME_KEYS}
 
 
 # ---------------------------------------------------------------------------------------------------- verbs
@@ -152,26 +224,48 @@ def add_train_arguments(p: argparse.ArgumentParser, competition: Competition) ->
     p.add_argument(
         "--seed", type=int, default=42, help="seed of the folds and, unless --set seed=, the model"
     )
-    p.add_argument("--config", help="YAML file of model params (e.g. the best params from tune)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model param")
+    p.add_argument("--config", help="YAML file of params, flat or nested (e.g. the best params from tune)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a data or model param"
+    )
     p.add_argument("--force", action="store_true", help="retrain folds that are already complete")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--folds-dir", help=f"where fold files live (default runs/{competition.name}/folds)")
     p.add_argument(
         "--submissions-dir", default="submissions", help="archive of submissions (default submissions)"
     )
 
 
+def _which_folds(args, folds: np.ndarray) -> list[int]:
+    if args.fold in ("all", FULL):
+        return cv.fold_numbers(folds)
+    which = [int(args.fold)]
+    if which[0] not in cv.fold_numbers(folds):
+        raise UserError(f"--fold {which[0]} does not exist; folds are {cv.fold_numbers(folds)}")
+    return which
+
+
 def cmd_train(competition: Competition, args) -> int:
+    if args.fold not in ("all", FULL) and not args.fold.lstrip("-").isdigit():
+        raise UserError(f"--fold expects a fold number, 'all' or 'full', got {args.fold!r}")
     check_model(competition, args.model)
-    params = model_params(args.model, args.config, args.set, args)
-    competition.configure(params)
+    run_config = build_run_config(competition, args.model, args.config, args.set, args)
     data_dir = data_dir_of(competition, args)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / competition.name / args.model
     folds_dir = Path(args.folds_dir) if args.folds_dir else Path("runs") / competition.name / "folds"
-    data = competition.load_train(data_dir)
-    test = competition.load_test(data_dir)
+    store = RunStore(run_dir)
+    if store.path.exists() and not store.path.is_dir():
+        raise UserError(f"--run-dir {store.path} is a file, not a folder")
+    data = competition.load_train(data_dir, run_config.data)
+    test = competition.load_test(data_dir, run_config.data)
+    model = make_model(args.model, run_config)
+    check_data(model, data)
+    if args.fold == FULL and test is None:
+        raise UserError(
+            "--fold full only predicts the test set, and no test file was found in the data directory"
+        )
     folds, folds_file = resolve_folds(data, folds_dir, args.folds, args.seed)
+    which = _which_folds(args, folds)
     config = {
         "competition": competition.name,
         "model": args.model,
@@ -179,115 +273,154 @@ def cmd_train(competition: Competition, args) -> int:
         "seed": args.seed,
         "folds_file": str(folds_file),
         "data_dir": str(data_dir),
-        "params": params,
+        "data": to_dict(run_config.data),
+        "params": run_config.model_params(),
         "classes": cv.class_list(data.y),
     }
-    if args.fold in ("all", "full"):
-        which = cv.fold_numbers(folds)
-    else:
-        try:
-            which = [int(args.fold)]
-        except ValueError:
-            raise UserError(f"--fold expects a fold number, 'all' or 'full', got {args.fold!r}") from None
-        if which[0] not in cv.fold_numbers(folds):
-            raise UserError(f"--fold {which[0]} does not exist; folds are {cv.fold_numbers(folds)}")
-    stale = check_run_dir(run_dir, config, args.force)
+    inputs = run_inputs(data, test) if distributed.is_main_process() else {}
+    targets = [FULL] if args.fold == FULL else which
+    locks = []
+    reuse = Reuse([], None)
     if distributed.is_main_process():
-        if stale:
-            _say(f"{run_dir}: config changed and --force given: removing its old folds and outputs")
-            clear_run_artefacts(run_dir)
-        write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    from common.registry import create_model
-
-    model = create_model(args.model, **params)
-    if args.fold == "full":
-        return train_full(competition, model, data, test, run_dir, args)
-    results = cv.run_folds(
-        model,
-        data,
-        folds,
-        run_dir,
-        competition.score,
-        which,
-        test,
-        metric_name=competition.metric_name,
-        force=args.force,
-        on_fold_end=lambda k, m: _say(
-            f"fold {k}: {competition.metric_name} {m['score']:.5f} "
-            + (
-                "(already complete, skipped; --force retrains)"
-                if m.get("skipped")
-                else f"({m['seconds']:.1f}s)"
+        store.prepare()
+        with store.run_lock("write the run's config"):
+            reuse = reconcile(store, config, inputs, args.force)
+            pending = [k for k in targets if args.force or reuse.clear or not store.is_complete(k)]
+            try:
+                for k in pending:
+                    locks.append(store.fold_lock(k).acquire())
+            except UserError:
+                for lock in locks:
+                    lock.release()
+                raise
+            if reuse.clear:
+                _say(f"{store.path}: {reuse.clear} and --force given: removing its old folds and outputs")
+                store.clear_all()
+            store.write_config(config)
+            device = getattr(getattr(model, "trainer", None), "device", "cpu")
+            manifest = new_manifest(
+                {"folds": args.seed, "model": _model_seed(model)},
+                {
+                    "train": inputs["train"],
+                    "test": (reuse.manifest or {}).get("inputs", {}).get("test", inputs["test"]),
+                },
+                str(folds_file),
+                device_description(device),
             )
-        ),
-    )
-    if cv.missing_folds(run_dir, folds):
-        _say(f"fold {results[-1]['fold']} {competition.metric_name}: {results[-1]['score']:.5f}")
+            if reuse.manifest:  # keep when it was created and the seconds of folds already trained
+                manifest.update(created=reuse.manifest.get("created"), folds=reuse.manifest.get("folds", {}))
+            store.write_manifest(manifest)
+    try:
+        if reuse.test_changed and test is not None:
+            done = cv.repredict_test(store, [*cv.fold_numbers(folds), FULL], test, cv.class_list(data.y))
+            _say(
+                f"test data changed since this run ({', '.join(reuse.test_changed)}): re-predicted the test "
+                f"probabilities of {len(done)} trained fold model(s), no retraining"
+            )
+            with store.run_lock("record the new test data"):
+                store.update_manifest(inputs={"train": inputs["train"], "test": inputs["test"]})
+            if FULL in done:
+                store.write_submission(competition, test, store.read_array(f"{FULL}/test.npy"), full=True)
+        if args.fold == FULL:
+            return train_full(competition, model, data, test, store, args)
+        results = cv.run_folds(
+            model,
+            data,
+            folds,
+            store,
+            competition,
+            which,
+            test,
+            force=args.force,
+            on_fold_end=lambda k, m: _fold_done(store, competition, k, m),
+        )
+    finally:
+        for lock in locks:
+            lock.release()
+    if cv.missing_folds(store, folds):
+        done = [r for r in results if not r.get("skipped")]
+        if done:
+            _say(f"fold {done[-1]['fold']} {competition.metric.name}: {done[-1]['score']:.5f}")
         return 0
     if not distributed.is_main_process():
         return 0
-    summary = cv.merge(run_dir, data, folds, competition.score, competition.metric_name)
-    if summary["test_proba"] is not None and test is not None:
-        write_submission(competition, test, summary["test_proba"], run_dir / "submission.csv", overwrite=True)
-        archive = archive_name(competition.name, args.model, summary["score"], args.submissions_dir)
-        write_submission(competition, test, summary["test_proba"], archive)
-        _say(f"submission: {run_dir / 'submission.csv'} (archived as {archive})")
+    with store.run_lock("merge the folds"):
+        summary = cv.merge(store, data, folds, competition)
+        if summary["test_proba"] is not None and test is not None:
+            own, archive = store.write_submission(
+                competition, test, summary["test_proba"], archive_root=args.submissions_dir
+            )
+            _say(f"submission: {own} (archived as {archive})")
     scores = ", ".join(f"{s:.5f}" for s in summary["fold_scores"])
     _say(f"folds: {scores}")
-    _say(f"CV {competition.metric_name}: {summary['score']:.5f}")
+    _say(f"CV {competition.metric.name}: {summary['score']:.5f}")
     return 0
 
 
-def train_full(competition: Competition, model, data: TrainData, test, run_dir: Path, args) -> int:
-    if test is None:
-        raise UserError(
-            "--fold full only predicts the test set, and no test file was found in the data directory"
+def _model_seed(model) -> int | None:
+    trainer = getattr(model, "trainer", None)
+    return getattr(trainer, "seed", None) if trainer is not None else getattr(model, "seed", None)
+
+
+def _fold_done(store: RunStore, competition: Competition, fold, metrics: dict) -> None:
+    if metrics.get("skipped"):
+        _say(
+            f"fold {fold}: {competition.metric.name} {metrics['score']:.5f} (already complete, skipped; --force retrains)"
         )
-    result = cv.run_full(model, data, run_dir, test, force=args.force)
+        return
+    _say(f"fold {fold}: {competition.metric.name} {metrics['score']:.5f} ({metrics['seconds']:.1f}s)")
+    if distributed.is_main_process():
+        with store.run_lock(f"record fold {fold}"):
+            store.update_manifest(
+                folds={str(fold): {"seconds": metrics["seconds"], "score": metrics["score"]}}
+            )
+
+
+def train_full(competition: Competition, model, data: TrainData, test, store: RunStore, args) -> int:
+    result = cv.run_full(model, data, store, test, force=args.force)
     if result.get("skipped"):
-        _say(f"{run_dir / 'full'} is already complete, skipped; --force retrains")
+        _say(f"{store.fold_dir(FULL)} is already complete, skipped; --force retrains")
         return 0
     if distributed.is_main_process():
-        path = write_submission(
-            competition, test, result["test_proba"], run_dir / "submission-full.csv", overwrite=True
-        )
+        with store.run_lock("write the full refit's submission"):
+            store.update_manifest(folds={FULL: {"seconds": result["seconds"]}})
+            path, _ = store.write_submission(competition, test, result["test_proba"], full=True)
         _say(f"full refit on {result['n_train']} rows in {result['seconds']:.1f}s; submission: {path}")
     return 0
 
 
 def add_predict_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
     p.add_argument("--run-dir", required=True, help="a run directory made by train")
-    p.add_argument("--data-dir", help=f"contest files (default data/{competition.name})")
+    p.add_argument("--data-dir", help=f"contest files (default: the run's, else data/{competition.name})")
     p.add_argument("--test-file", help="which test file to predict (contest-specific default)")
     p.add_argument("--out", required=True, help="the submission CSV to write")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 
 def cmd_predict(competition: Competition, args) -> int:
-    import joblib
+    from common.submission import write_frame
 
-    run_dir = Path(args.run_dir)
-    config = read_run_config(run_dir)
-    if config is None:
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml); train first")
+    store = open_run(args.run_dir)
+    config = store.config
     if config.get("competition") != competition.name:
-        raise UserError(f"{run_dir} is a run of {config.get('competition')!r}, not {competition.name!r}")
+        raise UserError(f"{store.path} is a run of {config.get('competition')!r}, not {competition.name!r}")
     competition.import_models()
     n_folds = int(config.get("n_folds", 0))
-    models = [run_dir / f"fold{k}" / "model.pkl" for k in range(n_folds)]
-    complete = [m for m in models if m.is_file() and (m.parent / "metrics.json").is_file()]
+    complete = [k for k in range(n_folds) if store.is_complete(k)]
     if not complete:
-        raise UserError(f"{run_dir} has no complete fold with a saved model")
-    test = competition.load_test(data_dir_of(competition, args), args.test_file)
+        raise UserError(f"{store.path} has no complete fold with a saved model")
+    data_cfg = build_tree(
+        {"data": competition.data_config}, {"data": config.get("data") or {}}, source=str(store.path)
+    )["data"]
+    if args.test_file:
+        data_cfg = replace(data_cfg, test_file=args.test_file)
+    if not args.data_dir and not os.environ.get("DATA_DIR") and config.get("data_dir"):
+        args.data_dir = config["data_dir"]
+    test = competition.load_test(data_dir_of(competition, args), data_cfg)
     if test is None:
         raise UserError(f"no test file found in {args.data_dir or competition.default_data_dir()}")
     classes = config.get("classes")
-    parts = []
-    for path in complete:
-        model = joblib.load(path)
-        parts.append(
-            cv.align_columns(model, np.asarray(model.predict_proba(test.X), dtype=np.float32), classes)
-        )
+    parts = [cv.predict_proba(store.load_model(k), test.X, classes) for k in complete]
     proba = np.mean(parts, axis=0)
     write_frame(competition, test, competition.submission_frame(test, proba), args.out, overwrite=args.force)
     _say(f"wrote {args.out} from {len(complete)} fold model(s)")
@@ -298,16 +431,22 @@ def add_tune_arguments(p: argparse.ArgumentParser, competition: Competition) -> 
     p.add_argument("--model", required=True, help="a registered model name")
     p.add_argument("--data-dir", help=f"contest files (default data/{competition.name})")
     p.add_argument("--trials", type=int, default=20, help="trials this worker runs (default 20)")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/optuna.db)")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage: a journal file path (default runs/optuna.journal; many workers on one machine) or a "
+        "database URL such as postgresql://... (many machines)",
+    )
     p.add_argument("--study-name", help="default <competition>-<model>")
     p.add_argument("--folds", type=int, default=5, help="number of folds of the shared split (default 5)")
     p.add_argument("--folds-used", type=int, default=None, help="score trials on the first K folds only")
     p.add_argument("--seed", type=int, default=42, help="seed of the folds and the sampler")
-    p.add_argument("--config", help="YAML of fixed model params under the searched ones")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a model param")
+    p.add_argument("--config", help="YAML of fixed params under the searched ones")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="fix a data or model param"
+    )
     p.add_argument("--timeout", type=float, default=None, help="stop this worker after this many seconds")
     p.add_argument("--out", help="best params YAML (default runs/<comp>/tune/<study>/best.yaml)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--folds-dir", help=f"where fold files live (default runs/{competition.name}/folds)")
 
 
@@ -315,18 +454,19 @@ def cmd_tune(competition: Competition, args) -> int:
     from common import tuning
 
     check_model(competition, args.model)
-    base = model_params(args.model, args.config, args.set, args)
-    competition.configure(base)
+    run_config = build_run_config(competition, args.model, args.config, args.set, args)
     data_dir = data_dir_of(competition, args)
     folds_dir = Path(args.folds_dir) if args.folds_dir else Path("runs") / competition.name / "folds"
-    data = competition.load_train(data_dir)
+    data = competition.load_train(data_dir, run_config.data)
+    check_data(make_model(args.model, run_config), data)
     folds, _ = resolve_folds(data, folds_dir, args.folds, args.seed)
     result = tuning.tune(
         competition,
         args.model,
         data,
         folds,
-        base_params=base,
+        base_values=run_config.given(),
+        base_params=run_config.model_params(),
         n_trials=args.trials,
         storage=args.storage,
         study_name=args.study_name,
@@ -336,7 +476,7 @@ def cmd_tune(competition: Competition, args) -> int:
         out=args.out,
     )
     _say(f"best params: {result['best_params_path']}")
-    _say(f"best {competition.metric_name}: {result['best_value']:.5f}")
+    _say(f"best {competition.metric.name}: {result['best_value']:.5f}")
     return 0
 
 
@@ -379,14 +519,23 @@ def add_models_arguments(p: argparse.ArgumentParser, competition: Competition) -
 
 
 def cmd_models(competition: Competition, args) -> int:
-    from common.registry import default_config
+    from common.config import leaves
 
     competition.import_models()
+    if args.params:
+        print("data (every model):")
+        for path, _ in leaves({"data": competition.data_config}).items():
+            print(f"    {path[-1]} = {getattr(competition.data_config(), path[-1])!r}")
     for name in list_models(module=competition.models_module):
         print(name)
         if args.params:
-            for key, value in default_config(name).items():
-                print(f"    {key} = {value!r}")
+            config = get_model_entry(name).config_cls()
+            for path in leaves({"model": type(config)}):
+                value = config
+                for part in path[1:]:
+                    value = getattr(value, part)
+                where = "trainer." if len(path) > 2 else ""
+                print(f"    {where}{path[-1]} = {value!r}")
     return 0
 
 
@@ -428,17 +577,28 @@ def build_parser(
     return parser
 
 
+def run_main(handler: Callable[[], int | None]) -> int:
+    """Run a command: a :class:`UserError` or filesystem error is one line on stderr and exit code 2."""
+    try:
+        code = handler()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except (
+        OSError
+    ) as exc:  # a read-only folder, a path that is a file, a full disk: the environment, not a bug
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
 def main(
     competition: Competition, argv: Sequence[str] | None = None, extra_verbs: dict[str, Verb] | None = None
 ) -> int:
     parser = build_parser(competition, extra_verbs)
     args = parser.parse_args(argv)
-    try:
-        code = args.handler(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return int(code or 0)
+    return run_main(lambda: args.handler(args))

@@ -1,19 +1,32 @@
 """What a contest tells the shared code: how to read its files, score probabilities and shape a submission.
 
 Each ``competitions/<name>/`` defines one subclass; ``common.cv``, ``common.tuning``, ``common.blend`` and
-``common.cli`` work through this interface only, so they never know which contest they serve.
+``common.cli`` work through this interface only, so they never know which contest they serve. Data choices (which
+test file, which validation split) are the contest's :class:`DataConfig` (the ``data`` section of a run's config),
+passed explicitly to the readers; they are never model params.
 """
 
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from common.config import ConfigBase
+from common.metrics import Metric
+
+
+@dataclass
+class DataConfig(ConfigBase):
+    """Data keys every contest has; a contest's own data config inherits it."""
+
+    #: the test file or folder to predict (a name in the data directory or a path); None: the contest's default
+    test_file: str | None = None
 
 
 @dataclass
@@ -22,32 +35,43 @@ class TrainData:
     DataFrame, or an object with ``__getitem__`` on index arrays); ``y`` holds the targets as the models expect them;
     ``ids`` are unique strings; ``strata`` is what folds are stratified on (often ``y``). ``folds``, when given,
     is a predefined fold column (e.g. an official validation split: 0 for validation rows, -1 for rows that are
-    only ever trained on) used instead of stratified k-fold."""
+    only ever trained on) used instead of stratified k-fold. ``groups``, when given, marks rows that must share a
+    fold (exact duplicates). ``sources`` are the files and folders the rows were read from (the run records their
+    content fingerprints)."""
 
     X: Any
     y: np.ndarray
     ids: np.ndarray
     strata: np.ndarray
     folds: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    sources: list[Path] = field(default_factory=list)
 
 
 @dataclass
 class TestData:
     X: Any
     ids: np.ndarray
+    sources: list[Path] = field(default_factory=list)
 
 
 class Competition(ABC):
     #: short name, also the folder under ``runs/``, ``data/`` and ``submissions/``
     name: str
-    #: the name of the metric in :mod:`common.metrics` (reported beside every score)
-    metric_name: str
+    #: the contest metric (its direction included), from :data:`common.metrics.METRICS`
+    metric: Metric
     #: the module whose import registers this contest's models
     models_module: str
-    greater_is_better: bool = True
+    #: the data section of a run's config
+    data_config: type[DataConfig] = DataConfig
 
-    def configure(self, params: dict) -> None:  # noqa: B027 (an optional hook, empty by default)
-        """Take data choices that users pass as params (e.g. ``--set split=official``) before data is loaded."""
+    @property
+    def metric_name(self) -> str:
+        return self.metric.name
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.metric.greater_is_better
 
     def import_models(self) -> None:
         importlib.import_module(self.models_module)
@@ -56,16 +80,22 @@ class Competition(ABC):
         return Path("data") / self.name
 
     @abstractmethod
-    def load_train(self, data_dir: Path) -> TrainData:
-        """Read the labelled files; bad input raises :class:`common.errors.UserError` naming file and line."""
+    def load_train(self, data_dir: Path, data: DataConfig | None = None) -> TrainData:
+        """Read the labelled files (``data``: the data config, default its defaults); bad input raises
+        :class:`common.errors.UserError` naming file and line."""
 
     @abstractmethod
-    def load_test(self, data_dir: Path, test_file: str | None = None) -> TestData | None:
-        """Read the unlabelled test files; ``None`` when they are absent."""
+    def load_test(self, data_dir: Path, data: DataConfig | None = None) -> TestData | None:
+        """Read the unlabelled test files (``data.test_file`` or the contest's default); ``None`` when absent."""
 
     @abstractmethod
+    def predictions(self, proba: np.ndarray) -> np.ndarray:
+        """What the submission holds (and the metric scores when it scores labels), from probabilities."""
+
     def score(self, y_true: np.ndarray, proba: np.ndarray) -> float:
         """The contest metric from targets and predicted probabilities (as returned by ``predict_proba``)."""
+        scored = proba if self.metric.scores == "proba" else self.predictions(proba)
+        return self.metric(y_true, scored)
 
     @abstractmethod
     def submission_frame(self, test: TestData, proba: np.ndarray) -> pd.DataFrame:

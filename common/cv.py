@@ -1,30 +1,25 @@
 """Cross-validation for any registered model: one fold is the unit of work.
 
 Each fold clones the model (sklearn's ``clone``), fits it on the training rows only (the validation fold's labels
-never reach the model), and writes ``<run>/fold<k>/``: ``model.pkl``, ``oof.npy`` + ``oof_ids.npy`` (validation
-probabilities), ``test.npy`` and, last, ``metrics.json``, the completion marker. A complete fold is skipped unless
-``force``; so folds can run separately, in parallel (``make -j``) and resume. :func:`merge` assembles the OOF,
-computes the CV score and averages the test probabilities.
+never reach the model), and stores through the run store (:mod:`common.store`): the model, ``oof.npy`` +
+``oof_ids.npy`` (validation probabilities), ``test.npy`` and, last, ``metrics.json``, the completion marker. A
+complete fold is skipped unless ``force``; so folds can run separately, in parallel (``make -j``) and resume.
+:func:`merge` assembles the OOF, computes the CV score and averages the test probabilities.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
-import joblib
 import numpy as np
 from sklearn.base import clone
 
 from common import distributed
-from common.atomic import atomic_path, write_json, write_npy
-from common.competition import TestData, TrainData
+from common.competition import Competition, TestData, TrainData
 from common.errors import UserError
-
-ScoreFn = Callable[[np.ndarray, np.ndarray], float]
+from common.store import FULL, OOF, OOF_IDS, TEST, RunStore
 
 
 def take(X, idx: np.ndarray):
@@ -35,14 +30,6 @@ def take(X, idx: np.ndarray):
     if isinstance(X, list | tuple):
         return [X[i] for i in idx]
     return X[idx]
-
-
-def fold_dir(run_dir: str | Path, fold: int) -> Path:
-    return Path(run_dir) / f"fold{fold}"
-
-
-def is_fold_complete(run_dir: str | Path, fold: int) -> bool:
-    return (fold_dir(run_dir, fold) / "metrics.json").is_file()
 
 
 def fold_numbers(folds: np.ndarray) -> list[int]:
@@ -78,7 +65,12 @@ def align_columns(estimator, proba: np.ndarray, classes: Sequence | None) -> np.
     return out
 
 
-def _fit_kwargs(model, work_dir: Path, callbacks: Sequence) -> dict:
+def predict_proba(estimator, X, classes: list | None) -> np.ndarray:
+    """float32 probabilities with columns in the order of the data's full class list."""
+    return align_columns(estimator, np.asarray(estimator.predict_proba(X), dtype=np.float32), classes)
+
+
+def _fit_kwargs(model, work_dir, callbacks: Sequence) -> dict:
     params = inspect.signature(model.fit).parameters
     kwargs = {}
     if "work_dir" in params:
@@ -88,38 +80,19 @@ def _fit_kwargs(model, work_dir: Path, callbacks: Sequence) -> dict:
     return kwargs
 
 
-def _previous(out: Path, force: bool) -> dict | None:
-    """The metrics of a complete fold (or refit) in ``out``, to skip it; with ``force`` its traces are removed."""
-    if (out / "metrics.json").is_file() and not force:
-        return {**json.loads((out / "metrics.json").read_text()), "skipped": True}
-    names = ("metrics.json", "last.pt", "best.pt", "log.jsonl") if force else ("metrics.json",)
-    for name in names:
-        (out / name).unlink(missing_ok=True)
+def _skip(store: RunStore, fold: int | str, force: bool) -> dict | None:
+    """The metrics of a complete fold (or refit), to skip it; otherwise the fold is made ready to (re)train."""
+    if store.is_complete(fold) and not force:
+        return {**store.read_fold_metrics(fold), "skipped": True}
+    if distributed.is_main_process():
+        store.start_fold(fold, force)
     return None
 
 
-def _fit_clone(model, X, y, out: Path, callbacks: Sequence):
-    out.mkdir(parents=True, exist_ok=True)
+def _fit(model, X, y, store: RunStore, fold: int | str, callbacks: Sequence):
     estimator = clone(model)
-    estimator.fit(X, y, **_fit_kwargs(estimator, out, callbacks))
+    estimator.fit(X, y, **_fit_kwargs(estimator, store.fold_dir(fold), callbacks))
     return estimator
-
-
-def _proba(estimator, X, classes: list | None) -> np.ndarray:
-    """float32 probabilities with columns in the order of the data's full class list."""
-    return align_columns(estimator, np.asarray(estimator.predict_proba(X), dtype=np.float32), classes)
-
-
-def _save(out: Path, estimator, arrays: dict[str, np.ndarray], metrics: dict) -> None:
-    """Rank 0 writes the model and arrays, then ``metrics.json`` last: the completion marker."""
-    if not distributed.is_main_process():
-        return
-    with atomic_path(out / "model.pkl") as tmp:
-        joblib.dump(estimator, tmp)
-    for name, array in arrays.items():
-        write_npy(out / name, array)
-    write_json(out / "metrics.json", metrics)
-    (out / "last.pt").unlink(missing_ok=True)  # resume state is moot once the fold is complete
 
 
 def run_fold(
@@ -127,40 +100,41 @@ def run_fold(
     data: TrainData,
     folds: np.ndarray,
     fold: int,
-    run_dir: str | Path,
-    score_fn: ScoreFn,
+    store: RunStore,
+    competition: Competition,
     test: TestData | None = None,
     *,
-    metric_name: str = "score",
     force: bool = False,
     callbacks: Sequence = (),
+    save_model: bool = True,
 ) -> dict:
     """Fit a clone of ``model`` on every row whose fold is not ``fold`` and predict that fold (and the test)."""
-    out = fold_dir(run_dir, fold)
-    if (previous := _previous(out, force)) is not None:
+    if (previous := _skip(store, fold, force)) is not None:
         return previous
     valid_mask = folds == fold
     if not valid_mask.any():
         raise UserError(f"fold {fold} has no rows; folds are {fold_numbers(folds)}")
     train_idx, valid_idx = np.flatnonzero(~valid_mask), np.flatnonzero(valid_mask)
     started = time.perf_counter()
-    estimator = _fit_clone(model, take(data.X, train_idx), data.y[train_idx], out, callbacks)
+    estimator = _fit(model, take(data.X, train_idx), data.y[train_idx], store, fold, callbacks)
     classes = class_list(data.y)
     arrays = {
-        "oof.npy": _proba(estimator, take(data.X, valid_idx), classes),
-        "oof_ids.npy": np.asarray(data.ids).astype(str)[valid_idx],
+        OOF: predict_proba(estimator, take(data.X, valid_idx), classes),
+        OOF_IDS: np.asarray(data.ids).astype(str)[valid_idx],
     }
     if test is not None:
-        arrays["test.npy"] = _proba(estimator, test.X, classes)
+        arrays[TEST] = predict_proba(estimator, test.X, classes)
     metrics = {
         "fold": int(fold),
-        "score": float(score_fn(data.y[valid_idx], arrays["oof.npy"])),
-        "metric": metric_name,
-        "seconds": round(time.perf_counter() - started, 3),
+        "score": float(competition.score(data.y[valid_idx], arrays[OOF])),
+        "metric": competition.metric.name,
+        # a fold resumed after a crash counts the time spent before it too
+        "seconds": round(time.perf_counter() - started + float(getattr(estimator, "prior_seconds_", 0.0)), 3),
         "n_train": int(len(train_idx)),
         "n_valid": int(len(valid_idx)),
     }
-    _save(out, estimator, arrays, metrics)
+    if distributed.is_main_process():
+        store.save_fold(fold, estimator if save_model else None, arrays, metrics)
     return metrics
 
 
@@ -168,12 +142,11 @@ def run_folds(
     model,
     data: TrainData,
     folds: np.ndarray,
-    run_dir: str | Path,
-    score_fn: ScoreFn,
+    store: RunStore,
+    competition: Competition,
     which: Iterable[int] | None = None,
     test: TestData | None = None,
     *,
-    metric_name: str = "score",
     force: bool = False,
     callbacks_for: Callable[[int], Sequence] | None = None,
     on_fold_end: Callable[[int, dict], None] | None = None,
@@ -183,16 +156,7 @@ def run_folds(
     for fold in which if which is not None else fold_numbers(folds):
         callbacks = callbacks_for(fold) if callbacks_for else ()
         metrics = run_fold(
-            model,
-            data,
-            folds,
-            fold,
-            run_dir,
-            score_fn,
-            test,
-            metric_name=metric_name,
-            force=force,
-            callbacks=callbacks,
+            model, data, folds, fold, store, competition, test, force=force, callbacks=callbacks
         )
         results.append(metrics)
         if on_fold_end is not None:
@@ -201,81 +165,82 @@ def run_folds(
 
 
 def run_full(
-    model,
-    data: TrainData,
-    run_dir: str | Path,
-    test: TestData,
-    *,
-    force: bool = False,
-    callbacks: Sequence = (),
+    model, data: TrainData, store: RunStore, test: TestData, *, force: bool = False, callbacks: Sequence = ()
 ) -> dict:
     """Refit a clone on every labelled row (no OOF, no score) and predict the test set: ``<run>/full/``.
 
     The Kaggle habit of a final fit on all the data once CV has chosen the params (``--fold full``, the ``-1``
     fold of many solutions). Its submission is written beside the k-fold one, never instead of it."""
-    out = Path(run_dir) / "full"
-    if (previous := _previous(out, force)) is not None:
+    if (previous := _skip(store, FULL, force)) is not None:
         return previous
     started = time.perf_counter()
-    estimator = _fit_clone(model, data.X, data.y, out, callbacks)
-    test_proba = _proba(estimator, test.X, class_list(data.y))
+    estimator = _fit(model, data.X, data.y, store, FULL, callbacks)
+    test_proba = predict_proba(estimator, test.X, class_list(data.y))
     metrics = {
-        "fold": "full",
-        "seconds": round(time.perf_counter() - started, 3),
+        "fold": FULL,
+        "seconds": round(time.perf_counter() - started + float(getattr(estimator, "prior_seconds_", 0.0)), 3),
         "n_train": int(len(data.y)),
     }
-    _save(out, estimator, {"test.npy": test_proba}, metrics)
+    if distributed.is_main_process():
+        store.save_fold(FULL, estimator, {TEST: test_proba}, metrics)
     return {**metrics, "test_proba": test_proba}
 
 
-def missing_folds(run_dir: str | Path, folds: np.ndarray) -> list[int]:
-    return [k for k in fold_numbers(folds) if not is_fold_complete(run_dir, k)]
+def repredict_test(store: RunStore, folds: Sequence[int | str], test: TestData, classes: list | None) -> list:
+    """New test probabilities from the stored models of the complete ``folds`` (the test data changed; the
+    models did not): no retraining. Returns the folds re-predicted."""
+    done = []
+    for fold in folds:
+        if not store.is_complete(fold):
+            continue
+        estimator = store.load_model(fold)
+        store.write_fold_test(fold, predict_proba(estimator, test.X, classes))
+        done.append(fold)
+    return done
 
 
-def merge(
-    run_dir: str | Path, data: TrainData, folds: np.ndarray, score_fn: ScoreFn, metric_name: str = "score"
-) -> dict:
-    """Assemble the full OOF (data order), score it, average test probabilities; write oof/test/cv.json."""
-    run_dir = Path(run_dir)
-    missing = missing_folds(run_dir, folds)
+def missing_folds(store: RunStore, folds: np.ndarray) -> list[int]:
+    return [k for k in fold_numbers(folds) if not store.is_complete(k)]
+
+
+def merge(store: RunStore, data: TrainData, folds: np.ndarray, competition: Competition) -> dict:
+    """Assemble the full OOF (data order), score it, average test probabilities; write them and ``cv.json``."""
+    missing = missing_folds(store, folds)
     if missing:
-        raise UserError(f"{run_dir}: fold(s) {missing} are not complete; run them before merging")
+        raise UserError(f"{store.path}: fold(s) {missing} are not complete; run them before merging")
     ids = np.asarray(data.ids).astype(str)
     covered = np.flatnonzero(folds >= 0)
     oof = None
     test_parts, fold_scores, seconds = [], [], 0.0
     for k in fold_numbers(folds):
-        d = fold_dir(run_dir, k)
-        part = np.load(d / "oof.npy")
-        part_ids = np.load(d / "oof_ids.npy")
+        d = store.fold_dir(k)
+        part = store.read_array(d.name + "/" + OOF)
+        part_ids = store.read_array(d.name + "/" + OOF_IDS)
         rows = np.flatnonzero(folds == k)
-        if len(part) != len(rows) or not np.array_equal(part_ids, ids[rows]):
+        if len(part) != len(rows) or not np.array_equal(part_ids.astype(str), ids[rows]):
             raise UserError(
                 f"{d}: its OOF rows do not match the folds of this data (was it made from other data?)"
             )
         if oof is None:
             oof = np.zeros((len(ids),) + part.shape[1:], dtype=np.float32)
         oof[rows] = part
-        metrics = json.loads((d / "metrics.json").read_text())
+        metrics = store.read_fold_metrics(k)
         fold_scores.append(metrics["score"])
         seconds += metrics.get("seconds", 0.0)
-        if (d / "test.npy").is_file():
-            test_parts.append(np.load(d / "test.npy"))
+        if (d / TEST).is_file():
+            test_parts.append(store.read_array(d.name + "/" + TEST))
     oof = oof[covered]
-    score = float(score_fn(data.y[covered], oof))
-    write_npy(run_dir / "oof.npy", oof)
-    write_npy(run_dir / "oof_ids.npy", ids[covered])
+    score = float(competition.score(data.y[covered], oof))
     test_proba = None
     if test_parts and len(test_parts) == len(fold_scores):
         test_proba = np.mean(test_parts, axis=0).astype(np.float32)
-        write_npy(run_dir / "test.npy", test_proba)
     summary = {
         "score": score,
-        "metric": metric_name,
+        "metric": competition.metric.name,
         "fold_scores": fold_scores,
         "n_folds": len(fold_scores),
         "seconds": round(seconds, 3),
     }
-    write_json(run_dir / "cv.json", summary)
+    store.write_merged(oof, ids[covered], test_proba, summary)
     summary["test_proba"] = test_proba
     return summary

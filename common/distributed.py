@@ -11,6 +11,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from common.errors import UserError
+
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -28,6 +30,10 @@ def is_distributed() -> bool:
     return world_size() > 1
 
 
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def is_main_process() -> bool:
     """True on rank 0 (and in a plain single-process run): the only process that writes artefacts."""
     return rank() == 0
@@ -41,17 +47,33 @@ def init_if_needed(device: torch.device) -> None:
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if is_initialized():
         dist.barrier()
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: this rank's CUDA device when there is one, else the CPU."""
+def resolve_device(name: str = "auto", check: bool = False) -> torch.device:
+    """``auto``: this rank's CUDA device when there is one, else the CPU. With ``check``, a device this machine
+    does not have (``cuda`` without a GPU, ``cuda:3`` with two) is a :class:`UserError`."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank() if is_distributed() else torch.cuda.current_device())
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device {name!r} is not a device name (auto, cpu, cuda, cuda:N, mps)") from None
+    if check and device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f"device {name!r}: this machine has no CUDA GPU (use device=auto or cpu)")
+        if device.index is not None and device.index >= count:
+            raise UserError(
+                f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0..cuda:{count - 1}"
+            )
+    if check and device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r}: MPS is not available on this machine")
+    if check and device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and device.index is None and is_distributed():
         device = torch.device("cuda", local_rank())
     return device

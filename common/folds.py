@@ -1,7 +1,9 @@
 """Folds are data: a CSV with ``id``, ``label`` and ``fold`` columns, made once per (dataset, n_folds, seed) and
 reused by every model so out-of-fold predictions from different models line up for blending.
 
-The label column (the stratification key) is stored so that a folds file made from other data is detected.
+The label column (the stratification key) is stored so that a folds file made from other data is detected. Rows
+that share a group (exact duplicates of each other) always land in the same fold: a duplicate in the validation
+fold of a row it was trained on would inflate the CV score.
 """
 
 from __future__ import annotations
@@ -18,41 +20,50 @@ from common.atomic import atomic_path
 from common.errors import UserError
 
 
-def make_folds(ids, strata, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
+def make_folds(ids, strata, n_folds: int = 5, seed: int = 42, groups=None) -> pd.DataFrame:
     """Assign each row a fold with sklearn's StratifiedKFold on ``strata`` (plain KFold where a stratum is too
-    small to split). Returns a frame with ``id``, ``label`` (the strata, as strings) and ``fold``."""
+    small to split). With ``groups``, each group's first row is split and its other rows follow it into the same
+    fold. Returns a frame with ``id``, ``label`` (the strata, as strings) and ``fold``."""
     ids = np.asarray(ids)
     strata = np.asarray(strata).astype(str)
     if len(ids) != len(strata):
         raise ValueError(f"{len(ids)} ids but {len(strata)} strata")
     if n_folds < 2:
         raise UserError(f"n_folds must be at least 2, got {n_folds}")
-    if len(ids) < n_folds:
-        raise UserError(f"cannot make {n_folds} folds from {len(ids)} rows")
-    fold = np.full(len(ids), -1, dtype=np.int64)
-    _, counts = np.unique(strata, return_counts=True)
+    if groups is None:
+        first, inverse = np.arange(len(ids)), np.arange(len(ids))
+    else:
+        _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    if len(first) < n_folds:
+        raise UserError(f"cannot make {n_folds} folds from {len(first)} distinct rows")
+    rep_strata = strata[first]
+    rep_fold = np.full(len(first), -1, dtype=np.int64)
+    _, counts = np.unique(rep_strata, return_counts=True)
     if counts.min() >= n_folds:
         splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros(len(ids)), strata)
+        splits = splitter.split(np.zeros(len(first)), rep_strata)
     else:
         splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros(len(ids)))
+        splits = splitter.split(np.zeros(len(first)))
     for k, (_, valid_idx) in enumerate(splits):
-        fold[valid_idx] = k
-    return pd.DataFrame({"id": ids.astype(str), "label": strata, "fold": fold})
+        rep_fold[valid_idx] = k
+    return pd.DataFrame({"id": ids.astype(str), "label": strata, "fold": rep_fold[np.ravel(inverse)]})
 
 
-def data_fingerprint(ids, strata) -> str:
-    """A short hash of the ids and strata, naming the folds file so other data never reuses it."""
+def data_fingerprint(ids, strata, groups=None) -> str:
+    """A short hash of the ids, strata (and groups), naming the folds file so other data never reuses it."""
     h = hashlib.sha1()
-    for part in (np.asarray(ids).astype(str), np.asarray(strata).astype(str)):
+    parts = [np.asarray(ids).astype(str), np.asarray(strata).astype(str)]
+    if groups is not None:
+        parts.append(np.asarray(groups).astype(str))
+    for part in parts:
         h.update("\x1f".join(part.tolist()).encode())
         h.update(b"\x1e")
     return h.hexdigest()[:10]
 
 
-def folds_path(folds_dir: str | os.PathLike, ids, strata, n_folds: int, seed: int) -> Path:
-    return Path(folds_dir) / f"folds-k{n_folds}-s{seed}-{data_fingerprint(ids, strata)}.csv"
+def folds_path(folds_dir: str | os.PathLike, ids, strata, n_folds: int, seed: int, groups=None) -> Path:
+    return Path(folds_dir) / f"folds-k{n_folds}-s{seed}-{data_fingerprint(ids, strata, groups)}.csv"
 
 
 def load_folds(path: str | os.PathLike, ids, strata, n_folds: int | None = None) -> np.ndarray:
@@ -86,12 +97,12 @@ def load_folds(path: str | os.PathLike, ids, strata, n_folds: int | None = None)
 
 
 def get_folds(
-    folds_dir: str | os.PathLike, ids, strata, n_folds: int = 5, seed: int = 42
+    folds_dir: str | os.PathLike, ids, strata, n_folds: int = 5, seed: int = 42, groups=None
 ) -> tuple[np.ndarray, Path]:
     """Load the folds for this data, or create and save them the first time. Returns (fold column, path)."""
-    path = folds_path(folds_dir, ids, strata, n_folds, seed)
+    path = folds_path(folds_dir, ids, strata, n_folds, seed, groups)
     if not path.exists():
-        df = make_folds(ids, strata, n_folds, seed)
+        df = make_folds(ids, strata, n_folds, seed, groups)
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False)
     return load_folds(path, ids, strata, n_folds), path

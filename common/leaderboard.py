@@ -1,7 +1,10 @@
 """The leaderboard: every run under ``runs/`` with its CV score, fold spread, time, key params and submission.
 
 Complete runs are ranked by CV score (per competition, in the metric's direction); a run with missing folds is
-listed after them as ``incomplete`` with the folds it has, never averaged into a score.
+listed after them as ``incomplete`` with the folds it has, never averaged into a score; a run folder that cannot
+be read (damaged files, an older layout) is listed as ``broken: <reason>`` and never hides the others. Each run
+shows the git commit it was trained at, and ``data changed`` when its training files no longer match the content
+fingerprints it recorded.
 
 ``python -m common.leaderboard [--runs-root runs] [--competition C] [--out runs/leaderboard.csv]``
 """
@@ -19,7 +22,10 @@ import pandas as pd
 
 from common.atomic import atomic_path
 from common.errors import UserError
-from common.runs import Run, describe, find_runs
+from common.runs import describe
+from common.store import BrokenRun, Run
+from common.store import find_runs as find_all_runs
+from common.trainer import TrainerConfig
 
 COLUMNS = [
     "competition",
@@ -35,6 +41,7 @@ COLUMNS = [
     "fold_scores",
     "seconds",
     "key_params",
+    "commit",
     "submission",
     "complete",
     "path",
@@ -60,7 +67,7 @@ def key_params(run: Run, siblings: Sequence[Run]) -> str:
     shows its members' weights."""
     if run.is_blend and run.cv and run.cv.get("weights"):
         return "weights: " + ", ".join(f"{k}={v:.2f}" for k, v in run.cv["weights"].items())
-    params = run.params
+    params = {k: v for k, v in run.params.items() if k not in TrainerConfig.RUNTIME_KEYS}
     others = [s.params for s in siblings if s is not run]
     varying = sorted(k for k in params if any(o.get(k) != params[k] for o in others)) if others else []
     keys = varying or [k for k in INTERESTING if k in params]
@@ -82,11 +89,14 @@ def _row(run: Run, siblings: Sequence[Run], submissions_root: Path) -> dict:
     own = run.path / "submission.csv"
     submission = archived or (own if own.is_file() else None)
     done = "-" if run.is_blend else f"{len(run.fold_metrics)}/{run.n_folds}"
+    status = "complete" if run.complete else "incomplete"
+    if run.data_changed():
+        status += ", data changed"
     return {
         "competition": run.competition,
         "model": run.model,
         "run": run.name,
-        "status": "complete" if run.complete else "incomplete",
+        "status": status,
         "metric": run.metric,
         "cv_score": run.score,
         "fold_mean": float(np.mean(scores)) if scores else math.nan,
@@ -95,8 +105,30 @@ def _row(run: Run, siblings: Sequence[Run], submissions_root: Path) -> dict:
         "fold_scores": " ".join(f"{s:.4f}" for s in scores),
         "seconds": round(run.seconds, 1),
         "key_params": key_params(run, siblings),
+        "commit": run.commit,
         "submission": str(submission) if submission else "",
         "complete": run.complete,
+        "path": str(run.path),
+    }
+
+
+def _broken_row(run: BrokenRun) -> dict:
+    return {
+        "competition": run.competition,
+        "model": "?",
+        "run": run.name,
+        "status": f"broken: {run.reason}",
+        "metric": None,
+        "cv_score": math.nan,
+        "fold_mean": math.nan,
+        "fold_std": math.nan,
+        "folds_done": "",
+        "fold_scores": "",
+        "seconds": math.nan,
+        "key_params": "",
+        "commit": "",
+        "submission": "",
+        "complete": False,
         "path": str(run.path),
     }
 
@@ -108,7 +140,8 @@ def leaderboard(
 ) -> pd.DataFrame:
     """One row per run (see ``COLUMNS``), grouped by competition, complete runs first by CV score (best first,
     respecting the metric's direction; ``rank`` 1 is the best), then incomplete runs with NaN ``cv_score``."""
-    runs = find_runs(runs_root, competition)
+    found = find_all_runs(runs_root, competition)
+    runs = [r for r in found if isinstance(r, Run)]
     rows = [
         _row(
             r,
@@ -117,6 +150,7 @@ def leaderboard(
         )
         for r in runs
     ]
+    rows += [_broken_row(b) for b in found if isinstance(b, BrokenRun)]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if frame.empty:
         return frame
@@ -142,7 +176,18 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
     """The table for a terminal: one block per competition."""
     if frame.empty:
         return "no runs found"
-    shown = ["rank", "model", "run", "status", "cv_score", "fold_std", "folds_done", "seconds", "key_params"]
+    shown = [
+        "rank",
+        "model",
+        "run",
+        "status",
+        "cv_score",
+        "fold_std",
+        "folds_done",
+        "seconds",
+        "commit",
+        "key_params",
+    ]
     blocks = []
     for comp, group in frame.groupby("competition", sort=True):
         metric = group["metric"].dropna().iat[0] if group["metric"].notna().any() else "score"

@@ -1,8 +1,12 @@
-"""Metrics: pure functions on numpy arrays returning floats, looked up by name."""
+"""Metrics: pure functions on numpy arrays returning floats, each declared once as a :class:`Metric` that also
+says which direction is better and what it scores (labels or probabilities). Everything that compares scores (the
+trainer's early stopping, Optuna's direction, the leaderboard's order, the blend's search) asks the metric."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from sklearn import metrics as skm
@@ -55,18 +59,87 @@ def log_loss(y_true: np.ndarray, proba: np.ndarray, labels: Sequence | None = No
     return float(skm.log_loss(np.asarray(y_true), proba, labels=list(labels)))
 
 
-METRICS: dict[str, Callable[..., float]] = {
-    "macro_f1": macro_f1,
-    "accuracy": accuracy,
-    "string_accuracy": string_accuracy,
-    "log_loss": log_loss,
+def roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """ROC AUC from probabilities: column 1 for two classes (or a 1-D score), one-vs-rest macro otherwise."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim == 2 and proba.shape[1] == 2:
+        proba = proba[:, 1]
+    if proba.ndim == 1:
+        return float(skm.roc_auc_score(np.asarray(y_true), proba))
+    return float(
+        skm.roc_auc_score(np.asarray(y_true), proba, multi_class="ovr", labels=np.arange(proba.shape[1]))
+    )
+
+
+def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.sqrt(skm.mean_squared_error(np.asarray(y_true, float), np.asarray(y_pred, float))))
+
+
+def mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(skm.mean_absolute_error(np.asarray(y_true, float), np.asarray(y_pred, float)))
+
+
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(skm.r2_score(np.asarray(y_true, float), np.asarray(y_pred, float)))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named score function and its direction. ``scores`` says what the second argument is: ``labels`` (hard
+    predictions: classes, strings, or regression values) or ``proba`` (class probabilities)."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    greater_is_better: bool = True
+    scores: Literal["labels", "proba"] = "labels"
+
+    def __call__(self, y_true, y_pred) -> float:
+        return float(self.fn(y_true, y_pred))
+
+    @property
+    def sign(self) -> float:
+        """+1 when greater is better, -1 otherwise: ``sign * score`` is always "higher is better"."""
+        return 1.0 if self.greater_is_better else -1.0
+
+    @property
+    def direction(self) -> str:
+        """Optuna's word for it."""
+        return "maximize" if self.greater_is_better else "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        """``a`` is strictly better than ``b``."""
+        return self.sign * a > self.sign * b
+
+    def worst(self) -> float:
+        return -np.inf if self.greater_is_better else np.inf
+
+    def on(
+        self,
+        transform: Callable[[np.ndarray], np.ndarray],
+        true_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> Metric:
+        """The same metric, direction included, scoring ``transform(y_pred)`` (e.g. the argmax of logits) against
+        ``true_transform(y_true)`` (default: as given)."""
+        fn, true_transform = self.fn, true_transform or (lambda y: y)
+        return Metric(self.name, lambda y, s: fn(true_transform(y), transform(s)), self.greater_is_better)
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("macro_f1", macro_f1),
+        Metric("accuracy", accuracy),
+        Metric("string_accuracy", string_accuracy),
+        Metric("log_loss", log_loss, greater_is_better=False, scores="proba"),
+        Metric("roc_auc", roc_auc, scores="proba"),
+        Metric("rmse", rmse, greater_is_better=False),
+        Metric("mae", mae, greater_is_better=False),
+        Metric("r2", r2),
+    )
 }
 
-#: Metrics where a smaller value is better.
-LOWER_IS_BETTER = frozenset({"log_loss"})
 
-
-def get_metric(name: str) -> Callable[..., float]:
+def get_metric(name: str) -> Metric:
     try:
         return METRICS[name]
     except KeyError:

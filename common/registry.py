@@ -60,19 +60,27 @@ def list_models(pattern: str = "*", module: str | None = None) -> list[str]:
 
 
 def default_config(name: str) -> dict[str, Any]:
-    """The model's default parameters as a plain dict."""
+    """The model's default parameters as a plain (nested) dict."""
+    from common.config import to_dict
+
     entry = get_model_entry(name)
     if entry.config_cls is None:
         return {}
-    return dataclasses.asdict(entry.config_cls())
+    return to_dict(entry.config_cls())
 
 
-def create_model(name: str, **cfg: Any):
-    """Instantiate model ``name`` with config overrides ``cfg`` (validated by its config dataclass)."""
+def build_model_config(name: str, values: dict[str, Any] | None = None):
+    """Model ``name``'s validated config from flat (``epochs``), dotted (``trainer.epochs``) or nested values."""
     from common.config import build_config
 
     entry = get_model_entry(name)
+    return build_config(entry.config_cls, values or {}, source=f"model {name!r}")
+
+
+def create_model(name: str, **cfg: Any):
+    """Instantiate model ``name`` with config overrides ``cfg`` (flat, dotted or nested; validated)."""
+    entry = get_model_entry(name)
     if entry.config_cls is None:
         return entry.cls(**cfg)
-    config = build_config(entry.config_cls, cfg, source=f"model {name!r}")
-    return entry.cls(**dataclasses.asdict(config))
+    config = build_model_config(name, cfg)
+    return entry.cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init})

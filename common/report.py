@@ -2,64 +2,54 @@
 
 ``python -m common.report [--runs-root runs] [--out runs/report] [--competitions a,b] [--data-dirs a=D,b=E]``
 writes ``<out>/compare_baselines.ipynb`` (with outputs), ``<out>/compare_baselines.html`` and ``<out>/figures/*.png``.
-The kernel is this interpreter (a kernelspec written to a temporary folder), so it runs the same environment on
-any machine without an installed Jupyter kernel. Any cell error fails the run (exit code 1).
+The notebook is run by papermill, which injects the arguments as a cell after its ``parameters`` cell. The kernel
+is this interpreter (a kernelspec in a temporary folder on ``JUPYTER_PATH``), so it runs the same environment on any
+machine without an installed Jupyter kernel. Any cell error fails the run (exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from common.atomic import atomic_path
-from common.runs import REPO_ROOT
+from common.store import REPO_ROOT
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "compare_baselines.ipynb"
 KERNEL_NAME = "tianchi-baselines-python"
 
 
-def kernel_manager(kernel_dir: Path):
-    """A kernel manager whose only kernelspec runs ``sys.executable -m ipykernel_launcher``."""
-    from jupyter_client import AsyncKernelManager
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    spec_dir = kernel_dir / KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"Python ({sys.executable})",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
-    specs = KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False)
-    return AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
-
-
-def notebook_env(
-    runs_root: str | Path,
-    competitions: str | None = None,
-    data_dirs: str | None = None,
-    submissions_root: str | Path | None = None,
-    figures_dir: str | Path | None = None,
-) -> dict[str, str]:
-    """The kernel's environment: ours, the repository importable, and the notebook's parameters."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
-    env.setdefault("TQDM_DISABLE", "1")
-    params = {
-        "TB_RUNS_ROOT": runs_root,
-        "TB_COMPETITIONS": competitions,
-        "TB_DATA_DIRS": data_dirs,
-        "TB_SUBMISSIONS_ROOT": submissions_root,
-        "TB_FIGURES_DIR": figures_dir,
-    }
-    env.update({k: str(v) for k, v in params.items() if v is not None})
-    return env
+@contextlib.contextmanager
+def this_interpreter_kernel() -> Iterator[str]:
+    """A kernelspec running ``sys.executable -m ipykernel_launcher`` with the repository importable; yields its
+    name while ``JUPYTER_PATH`` points at it."""
+    with tempfile.TemporaryDirectory(prefix="tb-kernel-") as root:
+        spec_dir = Path(root) / "kernels" / KERNEL_NAME
+        spec_dir.mkdir(parents=True)
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python ({sys.executable})",
+            "language": "python",
+            "env": {
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+            },
+        }
+        (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+        saved = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [root, saved]))
+        try:
+            yield KERNEL_NAME
+        finally:
+            if saved is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = saved
 
 
 def execute_notebook(
@@ -74,29 +64,37 @@ def execute_notebook(
     timeout: int = 600,
     html: bool = True,
 ):
-    """Run every cell (raises ``nbclient.exceptions.CellExecutionError`` on the first failing one) and write the
-    executed notebook, and its HTML, under ``out_dir``. Relative paths are taken from ``cwd`` (default: here).
-    Returns the executed ``NotebookNode``."""
+    """Run every cell (raises ``papermill.PapermillExecutionError`` on the first failing one; the executed copy
+    with the traceback is still written) and write the executed notebook, and its HTML, under ``out_dir``.
+    Relative paths are taken from ``cwd`` (default: here). Returns the executed ``NotebookNode``."""
     import nbformat
-    from nbclient import NotebookClient
+    import papermill
 
     cwd = Path(cwd or Path.cwd()).resolve()
     out_dir = Path(out_dir) if Path(out_dir).is_absolute() else cwd / out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     notebook = Path(notebook)
-    nb = nbformat.read(notebook, as_version=4)
-    env = notebook_env(runs_root, competitions, data_dirs, submissions_root, out_dir / "figures")
-    with tempfile.TemporaryDirectory(prefix="tb-kernel-") as kernel_dir:
-        km = kernel_manager(Path(kernel_dir))
-        client = NotebookClient(
-            nb, km=km, timeout=timeout, allow_errors=False, resources={"metadata": {"path": str(cwd)}}
+    parameters = {
+        "RUNS_ROOT": str(runs_root),
+        "COMPETITIONS": competitions,
+        "DATA_DIRS": data_dirs,
+        "SUBMISSIONS_ROOT": None if submissions_root is None else str(submissions_root),
+        "FIGURES_DIR": str(out_dir / "figures"),
+    }
+    parameters = {k: v for k, v in parameters.items() if v is not None}
+    output = out_dir / notebook.name
+    with this_interpreter_kernel() as kernel:
+        # papermill saves the copy after every cell, so a failing cell leaves its traceback in it
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=str(cwd),
+            progress_bar=False,
+            execution_timeout=timeout,
         )
-        client.owns_km = True  # shut the kernel down when done, as for a manager nbclient made itself
-        try:
-            client.execute(env=env)
-        finally:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(out_dir / notebook.name) as tmp:
-                nbformat.write(nb, tmp)
+    nb = nbformat.read(output, as_version=4)
     if html:
         from nbconvert import HTMLExporter
 
@@ -118,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     parser.add_argument("--no-html", action="store_true", help="only the executed .ipynb")
     args = parser.parse_args(argv)
-    from nbclient.exceptions import CellExecutionError
+    from papermill.exceptions import PapermillExecutionError
 
     print(f"executing {NOTEBOOK.relative_to(REPO_ROOT)} on {args.runs_root} ...", flush=True)
     try:
@@ -131,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             html=not args.no_html,
         )
-    except CellExecutionError as exc:
+    except PapermillExecutionError as exc:
         print(
             f"error: a notebook cell failed (executed copy with the traceback in {args.out}):\n{exc}",
             file=sys.stderr,

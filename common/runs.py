@@ -1,29 +1,25 @@
-"""Reading run directories back: what ``common/cv.py`` and ``common/blend.py`` wrote under ``runs/<comp>/<run>/``.
-
-A run is a folder holding ``config.yaml``. It is *complete* when its merged ``cv.json`` exists and every fold named
-by the config has its ``fold<k>/metrics.json`` (a blend, which has no folds of its own, needs only ``cv.json``).
-Nothing here trains or writes; the leaderboard, the blender and the comparison notebook read runs through it.
+"""Runs read back for comparison: the leaderboard, the blender and the comparison notebook read run folders
+through :mod:`common.store` (the one module that knows their layout); this module groups them per competition
+(:class:`Study`) with what analysing them needs.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from common.competition import Competition
 from common.errors import UserError
-from common.metrics import LOWER_IS_BETTER
+from common.store import REPO_ROOT, BrokenRun, Run, open_run
+from common.store import find_runs as find_all_runs
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["REPO_ROOT", "BrokenRun", "Run", "Study", "find_runs", "load_run", "locate", "open_studies"]
 
 
 def locate(path: str | Path) -> Path:
@@ -36,161 +32,13 @@ def locate(path: str | Path) -> Path:
     return candidate if candidate.exists() else path
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
-
-
-@dataclass
-class Run:
-    """One run directory, read lazily."""
-
-    path: Path
-    config: dict = field(repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def competition(self) -> str:
-        return str(self.config.get("competition") or self.path.parent.name)
-
-    @property
-    def model(self) -> str:
-        return str(self.config.get("model") or "?")
-
-    @property
-    def params(self) -> dict:
-        return dict(self.config.get("params") or {})
-
-    @property
-    def is_blend(self) -> bool:
-        return self.model == "blend"
-
-    @cached_property
-    def cv(self) -> dict | None:
-        """The merged summary (``cv.json``), ``None`` before the folds were merged."""
-        return _read_json(self.path / "cv.json")
-
-    @cached_property
-    def fold_metrics(self) -> dict[int, dict]:
-        """``fold -> metrics.json`` of every complete fold."""
-        out = {}
-        for path in self.path.glob("fold*/metrics.json"):
-            suffix = path.parent.name[len("fold") :]
-            if suffix.isdigit():
-                out[int(suffix)] = _read_json(path)
-        return dict(sorted(out.items()))
-
-    @property
-    def n_folds(self) -> int:
-        if self.config.get("n_folds") is not None:
-            return int(self.config["n_folds"])
-        return int((self.cv or {}).get("n_folds") or len(self.fold_metrics))
-
-    @property
-    def complete(self) -> bool:
-        if self.cv is None:
-            return False
-        return self.is_blend or len(self.fold_metrics) >= self.n_folds
-
-    @property
-    def metric(self) -> str | None:
-        if self.cv is not None:
-            return self.cv.get("metric")
-        first = next(iter(self.fold_metrics.values()), None)
-        return first.get("metric") if first else None
-
-    @property
-    def greater_is_better(self) -> bool:
-        return self.metric not in LOWER_IS_BETTER
-
-    @property
-    def score(self) -> float:
-        """The CV score of a complete run; NaN otherwise (an incomplete run is never averaged)."""
-        return float(self.cv["score"]) if self.complete else math.nan
-
-    @property
-    def fold_scores(self) -> list[float]:
-        if self.complete and self.cv.get("fold_scores") is not None:
-            return [float(s) for s in self.cv["fold_scores"]]
-        return [float(m["score"]) for m in self.fold_metrics.values()]
-
-    @property
-    def seconds(self) -> float:
-        if self.cv is not None and self.cv.get("seconds") is not None:
-            return float(self.cv["seconds"])
-        return float(sum(m.get("seconds", 0.0) for m in self.fold_metrics.values()))
-
-    @property
-    def folds_file(self) -> str | None:
-        return self.config.get("folds_file") or (self.cv or {}).get("folds_file")
-
-    @property
-    def data_dir(self) -> str | None:
-        return self.config.get("data_dir")
-
-    def oof(self) -> tuple[np.ndarray, np.ndarray]:
-        """Merged OOF probabilities and their ids (data order)."""
-        for name in ("oof.npy", "oof_ids.npy"):
-            if not (self.path / name).is_file():
-                raise UserError(f"{self.path}: no {name}; the run is not merged (train all its folds first)")
-        return np.load(self.path / "oof.npy"), np.load(self.path / "oof_ids.npy").astype(str)
-
-    def test(self) -> np.ndarray | None:
-        path = self.path / "test.npy"
-        return np.load(path) if path.is_file() else None
-
-    def learning_curves(self) -> pd.DataFrame:
-        """One row per (fold, epoch) from the trainer's ``fold<k>/log.jsonl`` (the last record of an epoch wins,
-        so a resumed fold counts each epoch once); empty for models without epochs."""
-        rows = []
-        for path in sorted(self.path.glob("fold*/log.jsonl")):
-            suffix = path.parent.name[len("fold") :]
-            if not suffix.isdigit():
-                continue
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    try:
-                        rows.append({"fold": int(suffix), **json.loads(line)})
-                    except json.JSONDecodeError:
-                        continue  # a line cut by a crash
-        if not rows:
-            return pd.DataFrame(columns=["run", "fold", "epoch"])
-        frame = pd.DataFrame(rows).drop_duplicates(["fold", "epoch"], keep="last")
-        frame.insert(0, "run", self.name)
-        return frame.sort_values(["fold", "epoch"]).reset_index(drop=True)
-
-
 def load_run(path: str | Path) -> Run:
-    path = Path(path)
-    config_path = path / "config.yaml"
-    if not config_path.is_file():
-        raise UserError(f"{path} is not a run directory (no config.yaml)")
-    try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{config_path}: not valid YAML ({exc})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{config_path}: expected a mapping, got {type(config).__name__}")
-    return Run(path=path, config=config)
+    return open_run(path)
 
 
 def find_runs(runs_root: str | Path = "runs", competition: str | None = None) -> list[Run]:
-    """Every run under ``runs_root/<competition>/<run>/``, optionally of one competition, sorted by path."""
-    root = Path(runs_root)
-    if not root.is_dir():
-        return []
-    pattern = f"{competition}/*/config.yaml" if competition else "*/*/config.yaml"
-    runs = [load_run(p.parent) for p in sorted(root.glob(pattern))]
-    # a folder with another kind of config.yaml (e.g. a pretrained BERT's) is not a run
-    runs = [r for r in runs if "model" in r.config]
-    return [r for r in runs if competition is None or r.competition == competition]
+    """The readable runs under ``runs_root`` (damaged ones are left out; the leaderboard lists those too)."""
+    return [r for r in find_all_runs(runs_root, competition) if isinstance(r, Run)]
 
 
 def fold_scores(runs: list[Run]) -> pd.DataFrame:
@@ -257,7 +105,7 @@ class Study:
 
     def complete_runs(self) -> list[Run]:
         runs = [r for r in self.runs if r.complete]
-        return sorted(runs, key=lambda r: r.score, reverse=self.competition.greater_is_better)
+        return sorted(runs, key=lambda r: r.score, reverse=self.competition.metric.greater_is_better)
 
     def best_run(self) -> Run | None:
         runs = self.complete_runs()
@@ -278,10 +126,15 @@ class Study:
         data_dir = self.resolved_data_dir()
         if data_dir is None or not data_dir.is_dir():
             return None
+        from common.blend import data_config
+
         reference = self.best_run() or (self.runs[0] if self.runs else None)
-        if reference is not None:
-            self.competition.configure(reference.params)  # data choices passed as params (e.g. a split)
-        return self.competition.load_train(data_dir)
+        data = (
+            data_config(self.competition, reference)
+            if reference is not None
+            else self.competition.data_config()
+        )
+        return self.competition.load_train(data_dir, data)
 
     def labels_for(self, ids: np.ndarray) -> np.ndarray | None:
         """True targets of the rows ``ids`` (``None`` without data, or when the data lacks those ids)."""

@@ -7,37 +7,43 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.competition import Competition, TestData, TrainData
+from common.competition import Competition, DataConfig, TestData, TrainData
 from common.errors import UserError
-from common.metrics import macro_f1
+from common.metrics import METRICS
 from competitions.news_text_cls.data import TEST_FILES, TRAIN_FILE, read_test, read_train
 
 
 class NewsCompetition(Competition):
     """Labels are ``0..C-1`` (see :mod:`.data`), so probability column ``j`` is label ``j``.
 
-    The training corpus carries the default test file's text as unlabelled companion text: models may fit
-    unsupervised parts (a TF-IDF vocabulary) on it; no label of any validation or test row is ever used."""
+    The training corpus carries the test file's text as unlabelled companion text: models may fit unsupervised
+    parts (a TF-IDF vocabulary, word2vec vectors) on it; no label of any validation or test row is ever used.
+    Documents with exactly the same text share a group, so k-fold keeps them in one fold."""
 
     name = "news_text_cls"
-    metric_name = "macro_f1"
+    metric = METRICS["macro_f1"]
     models_module = "competitions.news_text_cls.models"
+    data_config = DataConfig
 
-    def load_train(self, data_dir: Path) -> TrainData:
+    def load_train(self, data_dir: Path, data: DataConfig | None = None) -> TrainData:
+        data = data or DataConfig()
         data_dir = Path(data_dir)
         corpus, labels = read_train(data_dir / TRAIN_FILE)
-        test_path = self._test_path(data_dir, None)
+        test_path = self._test_path(data_dir, data.test_file)
         if test_path is not None:
             corpus = corpus.with_unlabelled(read_test(test_path))
         ids = np.arange(len(labels)).astype(str)
-        return TrainData(X=corpus, y=labels, ids=ids, strata=labels)
+        groups, _ = pd.factorize(corpus.texts)
+        return TrainData(
+            X=corpus, y=labels, ids=ids, strata=labels, groups=groups, sources=[data_dir / TRAIN_FILE]
+        )
 
-    def load_test(self, data_dir: Path, test_file: str | None = None) -> TestData | None:
-        path = self._test_path(Path(data_dir), test_file)
+    def load_test(self, data_dir: Path, data: DataConfig | None = None) -> TestData | None:
+        path = self._test_path(Path(data_dir), (data or DataConfig()).test_file)
         if path is None:
             return None
         corpus = read_test(path)
-        return TestData(X=corpus, ids=np.arange(len(corpus)).astype(str))
+        return TestData(X=corpus, ids=np.arange(len(corpus)).astype(str), sources=[path])
 
     @staticmethod
     def _test_path(data_dir: Path, test_file: str | None) -> Path | None:
@@ -53,11 +59,11 @@ class NewsCompetition(Competition):
                 return data_dir / name
         return None
 
-    def score(self, y_true: np.ndarray, proba: np.ndarray) -> float:
-        return macro_f1(np.asarray(y_true), np.asarray(proba).argmax(axis=1))
+    def predictions(self, proba: np.ndarray) -> np.ndarray:
+        return np.asarray(proba).argmax(axis=1)
 
     def submission_frame(self, test: TestData, proba: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame({"label": np.asarray(proba).argmax(axis=1).astype(np.int64)})
+        return pd.DataFrame({"label": self.predictions(proba).astype(np.int64)})
 
     def check_submission(self, frame: pd.DataFrame, test: TestData) -> None:
         if list(frame.columns) != ["label"]:

@@ -15,7 +15,9 @@ being line 1):
   a label outside that range (e.g. ``99`` in a 14-class file, or ``-1``) is an error; probability column ``j`` of
   every model is label ``j``;
 - an empty text is an error in the training file (a labelled document with no content is a data fault), but is
-  kept in a test file as a document with no ids, so the submission still has one row per test line.
+  kept in a test file as a document with no ids, so the submission still has one row per test line;
+- blank lines at the end of a file are not documents (an editor's trailing newlines); a file with no document
+  (only a header) is an error.
 
 :class:`Corpus` holds the documents' text (what TF-IDF wants) and parses the integer ids lazily, once, into one flat
 ``int32`` array with per-document start and length (what sequence models want). Indexing by an integer array
@@ -184,6 +186,8 @@ def read_train(path: str | Path) -> tuple[Corpus, np.ndarray]:
     """Read ``train_set.csv``: a :class:`Corpus` and the labels as ``int64``."""
     path = Path(path)
     frame = _read_table(path, ["label", "text"])
+    if len(frame) == 0:
+        raise UserError(f"{path}:1: no documents (only a header); expected label<TAB>text rows")
     labels = _parse_labels(frame["label"], path)
     texts = frame["text"].to_numpy(dtype=object)
     empty = np.flatnonzero([not t.strip() for t in texts])
@@ -200,6 +204,8 @@ def read_test(path: str | Path) -> Corpus:
     """Read ``test_a.csv``/``test_b.csv``; an empty text is kept as a document with no ids."""
     path = Path(path)
     frame = _read_table(path, ["text"])
+    if len(frame) == 0:
+        raise UserError(f"{path}:1: no documents (only a header); expected one text per line")
     texts = frame["text"].to_numpy(dtype=object)
     _check_tokens(texts, path)
     return Corpus(texts, str(path))
@@ -239,7 +245,12 @@ def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
         raise UserError(f"{path}: not a readable tab-separated file ({exc})") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc})") from None
-    return frame
+    # blank lines at the end of the file are not documents
+    blank = (frame == "").all(axis=1).to_numpy()
+    end = len(frame)
+    while end > 0 and blank[end - 1]:
+        end -= 1
+    return frame.iloc[:end]
 
 
 def _parse_labels(column: pd.Series, path: Path) -> np.ndarray:
@@ -258,17 +269,25 @@ def _parse_labels(column: pd.Series, path: Path) -> np.ndarray:
     return labels
 
 
+_LONG_TOKEN = re.compile(r"\d{10,}")  # 10+ digits: may exceed the largest id (2**31 - 1)
+
+
 def _check_tokens(texts: np.ndarray, path: Path) -> None:
-    """Every character is a digit or a space (``bytes.translate`` per chunk; the slow search only on failure)."""
+    """Every character is a digit or a space and every id below 2**31 (``bytes.translate`` and one regex per
+    chunk; the slow per-row search only on failure)."""
     for begin in range(0, len(texts), _CHUNK):
         chunk = texts[begin : begin + _CHUNK]
-        if "\n".join(chunk).encode("utf-8").translate(None, _ALLOWED_BYTES):
+        joined = "\n".join(chunk)
+        bad = joined.encode("utf-8").translate(None, _ALLOWED_BYTES)
+        if not bad and _LONG_TOKEN.search(joined):
+            bad = any(int(m) > _MAX_ID for m in _LONG_TOKEN.findall(joined))
+        if bad:
             for i, text in enumerate(chunk):
                 token = _bad_token(text)
                 if token is not None:
                     raise UserError(
                         f"{path}:{begin + i + 2}: token {token!r} is not an integer id "
-                        "(expected space-separated non-negative integers)"
+                        f"(expected space-separated integers 0..{_MAX_ID})"
                     )
 
 

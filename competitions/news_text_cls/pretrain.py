@@ -3,35 +3,45 @@
 ``python -m competitions.news_text_cls pretrain --data-dir D --out P [--size mini|small|base] [--set key=value ...]``
 
 Labels are never read. The vocabulary comes from the corpus ids (:mod:`.tokenizer`); documents are packed into
-full-length blocks and masked dynamically (:mod:`.pretraining.packing`); the shared trainer runs the steps, one
-trainer "epoch" being ``checkpoint_every`` optimizer steps, so ``P/checkpoints/last.pt`` is written every
-``checkpoint_every`` steps and a killed run started again with the same command continues from it. ``P`` ends up
-holding ``config.yaml`` (this verb's resolved config), the model (``save_pretrained``: ``config.json``,
-``model.safetensors``), the tokenizer files, and ``pretrain.json`` (summary, written last: the completion marker).
+full-length blocks and masked dynamically (:mod:`.pretraining.packing`); the shared trainer runs ``max_steps``
+optimizer steps, writes ``P/checkpoints/last.pt`` every ``checkpoint_every_steps`` steps and scores the held-out
+blocks every ``eval_every_steps`` steps, so a killed run started again with the same command continues from its
+last checkpoint. ``P`` ends up holding ``config.yaml`` (this verb's resolved config), the model
+(``save_pretrained``: ``config.json``, ``model.safetensors``), the tokenizer files, and ``pretrain.json``
+(summary, written last: the completion marker).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-import yaml
+from pydantic import Field
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
 from common import distributed
 from common.atomic import write_json
-from common.config import resolve, save_config, to_dict
+from common.config import (
+    ConfigBase,
+    Fraction,
+    NonNegativeInt,
+    PositiveInt,
+    flat_keys,
+    leaves,
+    resolve,
+    save_config,
+    trainer_defaults,
+)
 from common.distributed import resolve_device
 from common.errors import UserError
+from common.metrics import Metric
 from common.seed import seed_everything
 from common.trainer import Trainer, TrainerConfig
 from competitions.news_text_cls import tokenizer as tok
@@ -41,62 +51,45 @@ from competitions.news_text_cls.pretraining.model import MaskedLM, bert_config, 
 
 DEFAULT_LR = {"mini": 5e-4, "small": 3e-4, "base": 1e-4}
 #: keys that do not change what is trained (a resumed run may differ in these)
-_RUNTIME_KEYS = {"quiet", "num_workers", "device", "compile"}
+_RUNTIME_KEYS = {"quiet", "num_workers", "device", "compile", "log_every_steps"}
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(ConfigBase):
     size: Literal["mini", "small", "base"] = "small"
     #: override the preset's dimensions (tests use tiny models)
-    num_layers: int | None = None
-    hidden_size: int | None = None
-    num_heads: int | None = None
-    intermediate_size: int | None = None
-    dropout: float = 0.1
+    num_layers: PositiveInt | None = None
+    hidden_size: PositiveInt | None = None
+    num_heads: PositiveInt | None = None
+    intermediate_size: PositiveInt | None = None
+    dropout: Fraction = 0.1
     #: tokens per block including [CLS] and [SEP]; also the model's number of positions
-    block_len: int = 512
-    min_count: int = 2
-    mlm_probability: float = 0.15
-    #: optimizer steps; rounded up to a multiple of checkpoint_every
-    max_steps: int = 10_000
-    checkpoint_every: int = 500
-    batch_size: int = 128
-    grad_accum: int = 1
-    lr: float | None = None  # None: 5e-4 mini, 3e-4 small, 1e-4 base
-    weight_decay: float = 0.01
-    scheduler: str = "linear"
-    warmup_ratio: float = 0.06
-    clip_grad: float | None = 1.0
-    amp: str = "auto"
+    block_len: Annotated[int, Field(ge=8)] = 512
+    min_count: PositiveInt = 2
+    mlm_probability: Annotated[float, Field(gt=0, lt=1)] = 0.15
     #: held-out blocks for MLM loss / masked-token accuracy (at most a tenth of the blocks)
-    eval_blocks: int = 256
-    num_workers: int = 2
-    device: str = "auto"
-    compile: bool = False
-    seed: int = 42
-    quiet: bool = False
+    eval_blocks: NonNegativeInt = 256
+    #: lr None: 5e-4 mini, 3e-4 small, 1e-4 base; max_steps None: ``epochs`` passes over the blocks
+    trainer: TrainerConfig = trainer_defaults(
+        max_steps=10_000,
+        checkpoint_every_steps=500,
+        eval_every_steps=500,
+        batch_size=128,
+        lr=None,
+        weight_decay=0.01,
+        scheduler="linear",
+        warmup_ratio=0.06,
+        num_workers=2,
+    )
 
-    def __post_init__(self) -> None:
-        for key in ("max_steps", "checkpoint_every", "batch_size", "grad_accum", "min_count"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.block_len < 8:
-            raise ValueError(f"block_len must be >= 8, got {self.block_len}")
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+    def trainer_config(self) -> TrainerConfig:
+        """The trainer config as it runs: the size's lr when none is set."""
+        return (
+            self.trainer if self.trainer.lr is not None else replace(self.trainer, lr=DEFAULT_LR[self.size])
+        )
 
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.size]
 
-    @property
-    def n_epochs(self) -> int:
-        """Trainer epochs (checkpoint intervals)."""
-        return math.ceil(self.max_steps / min(self.checkpoint_every, self.max_steps))
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return min(self.checkpoint_every, self.max_steps)
+MASKED_ACCURACY = Metric("masked_accuracy", masked_accuracy)
 
 
 def default_out(size: str) -> Path:
@@ -135,7 +128,7 @@ def pretrain(
     )  # under torchrun only rank 0 writes; the tokenizer is rebuilt per rank
     if main:
         save_config(config, out / "config.yaml")
-    say = (lambda *a: None) if config.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say = (lambda *a: None) if config.trainer.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
     started = time.perf_counter()
     corpus = read_corpus(data_dir)
@@ -150,7 +143,7 @@ def pretrain(
             _save_dir(lambda d: tokenizer.save_pretrained(str(d)), tok_dir)
     blocks = build_blocks(corpus, tokenizer, config.block_len)
     del corpus
-    train_idx, eval_idx = packing.split_blocks(len(blocks), config.eval_blocks, config.seed)
+    train_idx, eval_idx = packing.split_blocks(len(blocks), config.eval_blocks, config.trainer.seed)
     n_ids = int(blocks.size)
     say(
         f"pretrain: vocab {len(tokenizer)}, {len(blocks)} blocks of {config.block_len} "
@@ -158,7 +151,8 @@ def pretrain(
         f"{time.perf_counter() - started:.1f}s"
     )
 
-    seed_everything(config.seed)
+    cfg = config.trainer_config()
+    seed_everything(cfg.seed)
     model = BertForMaskedLM(
         bert_config(
             len(tokenizer),
@@ -172,60 +166,33 @@ def pretrain(
         )
     )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
-    on_cuda = resolve_device(config.device).type == "cuda"
+    on_cuda = resolve_device(cfg.device).type == "cuda"
+    steps = cfg.max_steps or cfg.epochs * max(1, len(train_idx) // cfg.batch_size)
     train_loader = packing.train_loader(
         blocks[train_idx],
         collator,
-        config.batch_size,
-        config.steps_per_epoch * config.grad_accum,
-        config.seed,
-        num_workers=config.num_workers,
+        cfg.batch_size,
+        steps * cfg.grad_accum,
+        cfg.seed,
+        num_workers=cfg.num_workers,
         pin_memory=on_cuda,
     )
     valid_loader = (
-        packing.eval_loader(blocks[eval_idx], collator, config.batch_size, config.seed)
-        if len(eval_idx)
-        else None
+        packing.eval_loader(blocks[eval_idx], collator, cfg.batch_size, cfg.seed) if len(eval_idx) else None
     )
-    tokens_per_epoch = config.steps_per_epoch * config.grad_accum * config.batch_size * config.block_len
-
-    def report(epoch: int, record: dict) -> None:
-        step = (epoch + 1) * config.steps_per_epoch
-        held = (
-            f", held-out loss {record['valid_loss']:.4f}, masked acc {record['valid_score']:.4f}"
-            if "valid_score" in record
-            else ""
-        )
-        say(
-            f"step {step}/{config.n_epochs * config.steps_per_epoch}: train loss {record['train_loss']:.4f}"
-            f"{held}, {tokens_per_epoch / record['seconds']:,.0f} tokens/s"
-        )
-
     trainer = Trainer(
-        TrainerConfig(
-            epochs=config.n_epochs,
-            lr=config.learning_rate,
-            weight_decay=config.weight_decay,
-            scheduler=config.scheduler,
-            warmup_ratio=config.warmup_ratio,
-            grad_accum=config.grad_accum,
-            clip_grad=config.clip_grad,
-            amp=config.amp,
-            device=config.device,
-            compile=config.compile,
-            quiet=config.quiet,
-            tokens_key="input_ids",
-        ),
-        metric=masked_accuracy,
+        replace(cfg, max_steps=steps),
+        metric=MASKED_ACCURACY,
         work_dir=ckpt_dir,
-        callbacks=[report, *callbacks],
+        callbacks=callbacks,
+        tokens_key="input_ids",
     )
     module = trainer.fit(MaskedLM(model), train_loader, valid_loader)
     module.to("cpu")
-    last = trainer.history[-1] if trainer.history else {}
+    last = next((r for r in reversed(trainer.history) if "valid_score" in r), {})
     summary = {
-        "steps": config.n_epochs * config.steps_per_epoch,
-        "tokens_seen": config.n_epochs * tokens_per_epoch,
+        "steps": steps,
+        "tokens_seen": steps * cfg.grad_accum * cfg.batch_size * config.block_len,
         "vocab_size": len(tokenizer),
         "blocks": len(blocks),
         "held_out_blocks": len(eval_idx),
@@ -260,8 +227,11 @@ def _check_out(config: PretrainConfig, out: Path, force: bool) -> None:
     saved = out / "config.yaml"
     if not saved.is_file() or not ((out / "checkpoints").exists() or is_pretrained(out)):
         return
-    old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-    new = to_dict(config)
+    try:
+        old = flat_keys(resolve(PretrainConfig, saved))
+    except UserError:
+        old = {"(unreadable)": str(saved)}
+    new = flat_keys(config)
     differ = sorted(k for k in set(old) | set(new) if k not in _RUNTIME_KEYS and old.get(k) != new.get(k))
     if differ:
         raise UserError(
@@ -300,7 +270,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"config override; keys: {', '.join(f.name for f in dataclasses.fields(PretrainConfig))}",
+        help=f"config override; keys: {', '.join(p[-1] for p in leaves({'config': PretrainConfig}))}",
     )
     parser.add_argument("--force", action="store_true", help="discard checkpoints and pretrain afresh")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -311,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size:
         overrides.append(f"size={args.size}")
     if args.quiet:
-        overrides.append("quiet=true")
+        overrides.append("trainer.quiet=true")
     config = resolve(PretrainConfig, args.config, overrides)
     given = args.data_dir or os.environ.get("DATA_DIR")
     data_dir = Path(given) if given else Path("data") / "news_text_cls"

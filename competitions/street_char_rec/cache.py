@@ -49,11 +49,20 @@ class Resize:
 
 
 def decode(path: Path) -> np.ndarray:
-    """An RGB uint8 array; :class:`UserError` naming the file when it is missing, truncated or not an image."""
+    """An RGB uint8 array; :class:`UserError` naming the file when it is missing, truncated, not an image, or so
+    large that decoding it would exhaust memory (Pillow's decompression-bomb limit). 16- and 32-bit grayscale
+    images are scaled to 8 bits (Pillow's ``convert("RGB")`` would clip them to white)."""
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                array = np.asarray(img).astype(np.float64)
+                top = 65535.0 if img.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+                gray = np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=2)
             return np.asarray(img.convert("RGB"))
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{path}: too large to decode safely ({exc})") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise UserError(f"{path}: cannot decode the image ({exc}); expected a readable PNG or JPEG") from None
 

@@ -43,5 +43,4 @@ SYNTH = Verb(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # the data choice `--set split=kfold|official` reaches StreetCompetition through Competition.configure
     return common_main(StreetCompetition(), argv, extra_verbs={"synth": SYNTH})

@@ -1,22 +1,26 @@
 """The street character recognition contest as :class:`~common.competition.Competition` sees it.
 
 Training rows are ``mchar_train`` then ``mchar_val`` (ids ``mchar_train/000000.png``...), labels are digit strings.
-``split="kfold"`` (default) pools both and lets the shared code stratify k folds on the number of digits;
-``split="official"`` keeps the official validation images as the single holdout (fold 0) and trains on
-``mchar_train`` only (fold -1). Probabilities are (n, max_chars, 11); the submission is ``file_name,file_code``
-with one row per test image in name order.
+The data config's ``split="kfold"`` (default) pools both and lets the shared code stratify k folds on the number of
+digits; ``split="official"`` keeps the official validation images as the single holdout (fold 0) and trains on
+``mchar_train`` only (fold -1). Images with identical bytes share a group, so k-fold keeps them in one fold.
+Probabilities are (n, max_chars, 11); the submission is ``file_name,file_code`` with one row per test image in name
+order.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from common.competition import Competition, TestData, TrainData
+from common.competition import Competition, DataConfig, TestData, TrainData
 from common.errors import UserError
-from common.metrics import string_accuracy
+from common.fingerprint import file_digests
+from common.metrics import METRICS
 from competitions.street_char_rec import labels as codec
 from competitions.street_char_rec.cache import default_cache_dir
 from competitions.street_char_rec.dataset import StreetImages
@@ -30,66 +34,78 @@ from competitions.street_char_rec.reader import (
     read_unlabelled,
 )
 
-SPLITS = ("kfold", "official")
 COLUMNS = ["file_name", "file_code"]
+
+
+@dataclass
+class StreetData(DataConfig):
+    """The street contest's data choices."""
+
+    #: kfold: pool mchar_train and mchar_val and k-fold them; official: mchar_val is the single holdout
+    split: Literal["kfold", "official"] = "kfold"
+    #: where decoded images are cached (None: <data_dir>/.cache, or runs/street_char_rec/cache if read-only)
+    cache_dir: str | None = None
 
 
 class StreetCompetition(Competition):
     name = "street_char_rec"
-    metric_name = "string_accuracy"
+    metric = METRICS["string_accuracy"]
     models_module = "competitions.street_char_rec.models"
+    data_config = StreetData
 
-    def __init__(self, split: str = "kfold", cache_dir: str | Path | None = None) -> None:
-        self.split = split
-        self.cache_dir = Path(cache_dir) if cache_dir else None
+    def _cache_dir(self, data_dir: Path, data: StreetData) -> Path:
+        return Path(data.cache_dir) if data.cache_dir else default_cache_dir(data_dir)
 
-    def configure(self, params: dict) -> None:
-        """Take the data choices out of the model params (``split``)."""
-        self.split = params.get("split", self.split)
-
-    def _cache_dir(self, data_dir: Path) -> Path:
-        return self.cache_dir or default_cache_dir(data_dir)
-
-    def load_train(self, data_dir: Path) -> TrainData:
+    def load_train(self, data_dir: Path, data: StreetData | None = None) -> TrainData:
+        data = data or StreetData()
         data_dir = Path(data_dir)
-        if self.split not in SPLITS:
-            raise UserError(f"split {self.split!r} is not one of {list(SPLITS)}")
         parts = [read_labelled(data_dir, TRAIN_DIR, TRAIN_JSON)]
         has_val = (data_dir / VAL_DIR).exists() or (data_dir / VAL_JSON).exists()
         if has_val:
             parts.append(read_labelled(data_dir, VAL_DIR, VAL_JSON))
-        elif self.split == "official":
+        elif data.split == "official":
             raise UserError(f"split=official needs {data_dir / VAL_DIR} and {data_dir / VAL_JSON}")
         paths = np.concatenate([np.array([str(p) for p in part.paths]) for part in parts])
         ids = np.concatenate([np.char.add(f"{part.folder.name}/", part.names.astype(str)) for part in parts])
         y = np.concatenate([part.labels for part in parts]).astype(str)
         folds = None
-        if self.split == "official":
+        if data.split == "official":
             folds = np.r_[np.full(len(parts[0].names), -1), np.zeros(len(parts[1].names))].astype(np.int64)
-        X = StreetImages(paths, self._cache_dir(data_dir), "labelled")
-        return TrainData(X=X, y=y, ids=ids, strata=codec.n_digits(y), folds=folds)
+        X = StreetImages(paths, self._cache_dir(data_dir, data), "labelled")
+        groups = np.unique(file_digests(paths), return_inverse=True)[1] if data.split == "kfold" else None
+        sources = [data_dir / TRAIN_DIR, data_dir / TRAIN_JSON]
+        if has_val:
+            sources += [data_dir / VAL_DIR, data_dir / VAL_JSON]
+        return TrainData(
+            X=X, y=y, ids=ids, strata=codec.n_digits(y), folds=folds, groups=groups, sources=sources
+        )
 
-    def load_test(self, data_dir: Path, test_file: str | None = None) -> TestData | None:
-        """``test_file``: a test folder's name in ``data_dir`` or a path; default the first of mchar_test_a/_b."""
+    def load_test(self, data_dir: Path, data: StreetData | None = None) -> TestData | None:
+        """``data.test_file``: a test folder's name in ``data_dir`` or a path; default the first of
+        mchar_test_a/_b present."""
+        data = data or StreetData()
         data_dir = Path(data_dir)
-        if test_file is not None:
-            folder = Path(test_file) if Path(test_file).is_dir() else data_dir / test_file
+        if data.test_file is not None:
+            folder = Path(data.test_file) if Path(data.test_file).is_dir() else data_dir / data.test_file
         else:
             folder = next((data_dir / d for d in TEST_DIRS if (data_dir / d).exists()), None)
             if folder is None:
                 return None
         images = read_unlabelled(folder)
         X = StreetImages(
-            [str(p) for p in images.paths], self._cache_dir(data_dir), folder.name, on_error="warn"
+            [str(p) for p in images.paths], self._cache_dir(data_dir, data), folder.name, on_error="warn"
         )
-        return TestData(X=X, ids=images.names.astype(str))
+        return TestData(X=X, ids=images.names.astype(str), sources=[folder])
+
+    def predictions(self, proba: np.ndarray) -> np.ndarray:
+        return codec.decode_scores(proba)
 
     def score(self, y_true: np.ndarray, proba: np.ndarray) -> float:
-        return string_accuracy(np.asarray(y_true).astype(str), codec.decode_scores(proba))
+        return self.metric(np.asarray(y_true).astype(str), self.predictions(proba))
 
     def submission_frame(self, test: TestData, proba: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(
-            {"file_name": np.asarray(test.ids).astype(str), "file_code": codec.decode_scores(proba)}
+            {"file_name": np.asarray(test.ids).astype(str), "file_code": self.predictions(proba)}
         )
 
     def check_submission(self, frame: pd.DataFrame, test: TestData) -> None:

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 import numpy as np
 import timm
 import torch
+from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
 
+from common.config import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    Probability,
+)
 from common.distributed import resolve_device
 from common.errors import UserError
 from common.estimator import DeepConfig, TorchEstimator
-from common.metrics import string_accuracy
+from common.metrics import METRICS
 from common.registry import register_model
 from common.seed import worker_init_fn
 from common.trainer import Trainer
@@ -34,32 +42,26 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+Side = Annotated[int, Field(ge=8, le=1024)]
+
+
 @dataclass
 class StreetConfig(DeepConfig):
-    """Keys every street model accepts, beside the trainer's (epochs, batch_size, lr, ...)."""
+    """Keys every street model accepts, beside the trainer's (``trainer``: epochs, batch_size, lr, ...)."""
 
-    img_h: int = 64
-    img_w: int = 128
+    img_h: Side = 64
+    img_w: Side = 128
     keep_aspect: bool = True  # resize keeping the aspect ratio (border-replicated padding) or stretch
-    max_chars: int = 6
+    max_chars: PositiveInt = 6
     aug: bool = True
-    aug_rotate: float = 8.0
-    aug_scale: float = 0.1
-    aug_shift: float = 0.05
-    aug_color: float = 0.3
-    aug_blur_p: float = 0.2
-    aug_noise_p: float = 0.2
-    aug_dropout_p: float = 0.2
-    tta: int = 0  # extra test-time views averaged with the plain one
-    #: a data choice read by the contest's reader (pool train+val and k-fold them, or the official val as the
-    #: single holdout); the model itself ignores it
-    split: Literal["kfold", "official"] = "kfold"
-
-    def __post_init__(self) -> None:
-        if self.max_chars < 1:
-            raise ValueError(f"max_chars must be >= 1, got {self.max_chars}")
-        if self.img_h < 8 or self.img_w < 8:
-            raise ValueError(f"img_h and img_w must be >= 8, got {self.img_h}x{self.img_w}")
+    aug_rotate: Annotated[float, Field(ge=0, le=90)] = 8.0
+    aug_scale: Fraction = 0.1
+    aug_shift: Fraction = 0.05
+    aug_color: NonNegativeFloat = 0.3
+    aug_blur_p: Probability = 0.2
+    aug_noise_p: Probability = 0.2
+    aug_dropout_p: Probability = 0.2
+    tta: NonNegativeInt = 0  # extra test-time views averaged with the plain one
 
 
 class MultiHead(nn.Module):
@@ -93,6 +95,19 @@ class MultiHead(nn.Module):
 class StreetEstimator(TorchEstimator):
     """What both models share: targets, loaders, the string-accuracy metric, TTA and string predictions."""
 
+    val_metric = METRICS["string_accuracy"].on(codec.decode_scores, codec.decode)
+
+    def check_data(self, X, y) -> None:
+        """Every label fits ``max_chars`` positions (checked when the data is read, not when a fold starts)."""
+        lengths = np.char.str_len(np.asarray(y).astype(str))
+        if len(lengths) and lengths.max() > self.max_chars:
+            i = int(lengths.argmax())
+            where = f" ({X.paths[X.rows[i]]})" if hasattr(X, "paths") else ""
+            raise UserError(
+                f"label {str(np.asarray(y)[i])!r}{where} has {lengths[i]} digits but max_chars is {self.max_chars}; "
+                f"raise it with --set max_chars={lengths.max()}"
+            )
+
     def _features(self) -> tuple[nn.Module, int]:
         raise NotImplementedError
 
@@ -112,9 +127,6 @@ class StreetEstimator(TorchEstimator):
         strata = (y_encoded != codec.BLANK).sum(1)
         _, counts = np.unique(strata, return_counts=True)
         return strata if counts.min() >= 2 else None
-
-    def _val_metric(self, y_true: np.ndarray, logits: np.ndarray) -> float:
-        return string_accuracy(codec.decode(y_true), codec.decode_scores(logits))
 
     def _proba(self, logits: np.ndarray) -> np.ndarray:
         return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
@@ -138,15 +150,16 @@ class StreetEstimator(TorchEstimator):
         if not isinstance(X, StreetImages):
             raise TypeError(f"{type(self).__name__} expects StreetImages, got {type(X).__name__}")
         dataset = ImageDataset(X.cache_file(self._resize()), X.rows, y, transform)
-        workers = self.num_workers
+        cfg = self.trainer
+        workers = cfg.num_workers
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=cfg.batch_size,
             shuffle=train,
-            drop_last=train and len(dataset) > self.batch_size,
+            drop_last=train and len(dataset) > cfg.batch_size,
             collate_fn=collate_batch,
             num_workers=workers,
-            pin_memory=resolve_device(self.device).type == "cuda",
+            pin_memory=resolve_device(cfg.device).type == "cuda",
             persistent_workers=workers > 0 and train,
             prefetch_factor=4 if workers > 0 else None,
             worker_init_fn=worker_init_fn if workers > 0 else None,
@@ -175,8 +188,8 @@ class StreetEstimator(TorchEstimator):
 
 @dataclass
 class CNNConfig(StreetConfig):
-    width: int = 32  # channels of the first block; doubled per block
-    dropout: float = 0.2
+    width: PositiveInt = 32  # channels of the first block; doubled per block
+    dropout: Fraction = 0.2
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -226,8 +239,8 @@ class StreetCNN(CNNConfig, StreetEstimator):
 class ResNetConfig(StreetConfig):
     backbone: str = "resnet18"  # any timm model name
     pretrained_path: str | None = None  # a local checkpoint (state dict) for the backbone; never downloaded
-    dropout: float = 0.2
-    columns: int = 4  # width bins of the pooled feature map (1 = global average pooling)
+    dropout: Fraction = 0.2
+    columns: PositiveInt = 4  # width bins of the pooled feature map (1 = global average pooling)
 
 
 def load_backbone(name: str, pretrained_path: str | None) -> nn.Module:

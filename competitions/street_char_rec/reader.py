@@ -52,8 +52,20 @@ def check_name(name: str, source: Path) -> str:
 
 
 def list_images(folder: Path) -> list[str]:
-    """Names of the image files directly in ``folder``, sorted."""
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Names of the image files directly in ``folder``, sorted. A symbolic link that leads outside the folder is
+    refused, like a file name that escapes it: a data folder is read as what it contains."""
+    names = []
+    root = folder.resolve()
+    for p in folder.iterdir():
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if p.is_symlink() and not p.resolve().is_relative_to(root):
+            raise UserError(
+                f"{p}: a symbolic link to {p.resolve()}, outside {folder}; copy the image into the folder"
+            )
+        if p.is_file():
+            names.append(p.name)
+    return sorted(names)
 
 
 def _label_of(name: str, entry, source: Path) -> str:

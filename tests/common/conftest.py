@@ -29,6 +29,23 @@ def toy_data(toy_dir):
     return comp, comp.load_train(toy_dir), comp.load_test(toy_dir)
 
 
+@pytest.fixture
+def cli(tmp_path, toy_dir, monkeypatch, capsys):
+    """Run the toy contest's CLI in-process in ``tmp_path``: ``cli(*argv)`` returns (exit code, stdout lines,
+    stderr); ``cli.data`` is the toy data directory."""
+    from tests.common.toy import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out.strip().splitlines(), err
+
+    run.data = toy_dir
+    return run
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for a child Python that imports this repository from any working directory."""
     env = dict(os.environ)

@@ -1,5 +1,5 @@
-"""Fake contests and fake run directories, written with numpy in the layout ``common/cv.py`` writes, so the
-leaderboard, blend and notebook tests need neither real contest's code nor any training.
+"""Fake contests and fake run directories, written through the run store (:mod:`common.store`) as ``common/cv.py``
+leaves them, so the leaderboard, blend and notebook tests need neither real contest's code nor any training.
 
 - ``FakeNews``: ``train.csv`` (id, label) / ``test.csv`` (id); probabilities ``(n, n_classes)``; macro-F1.
 - ``FakeStreet``: ``train.csv`` (id, code) + ``images/<id>.png`` / ``test.csv``; probabilities ``(n, 4, 11)``
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from PIL import Image
 
-from common.competition import Competition, TestData, TrainData
+from common.competition import Competition, DataConfig, TestData, TrainData
 from common.errors import UserError
-from common.metrics import macro_f1, string_accuracy
+from common.fingerprint import fingerprints
+from common.metrics import METRICS
+from common.store import RunStore, new_manifest
 
 N_CLASSES = 4
 MAX_CHARS = 4
@@ -27,26 +28,29 @@ BLANK = 10
 
 class FakeNews(Competition):
     name = "fake_news"
-    metric_name = "macro_f1"
+    metric = METRICS["macro_f1"]
     models_module = "tests.common.fake_runs"
 
-    def load_train(self, data_dir: Path) -> TrainData:
-        frame = pd.read_csv(Path(data_dir) / "train.csv", dtype={"id": str})
+    def load_train(self, data_dir: Path, data: DataConfig | None = None) -> TrainData:
+        path = Path(data_dir) / "train.csv"
+        frame = pd.read_csv(path, dtype={"id": str})
         y = frame["label"].to_numpy()
-        return TrainData(X=frame["id"].to_numpy(), y=y, ids=frame["id"].to_numpy(str), strata=y)
+        return TrainData(
+            X=frame["id"].to_numpy(), y=y, ids=frame["id"].to_numpy(str), strata=y, sources=[path]
+        )
 
-    def load_test(self, data_dir: Path, test_file: str | None = None) -> TestData | None:
-        path = Path(data_dir) / (test_file or "test.csv")
+    def load_test(self, data_dir: Path, data: DataConfig | None = None) -> TestData | None:
+        path = Path(data_dir) / ((data or DataConfig()).test_file or "test.csv")
         if not path.is_file():
             return None
         frame = pd.read_csv(path, dtype={"id": str})
-        return TestData(X=frame["id"].to_numpy(), ids=frame["id"].to_numpy(str))
+        return TestData(X=frame["id"].to_numpy(), ids=frame["id"].to_numpy(str), sources=[path])
 
-    def score(self, y_true, proba) -> float:
-        return macro_f1(y_true, np.asarray(proba).argmax(1))
+    def predictions(self, proba) -> np.ndarray:
+        return np.asarray(proba).argmax(1)
 
     def submission_frame(self, test: TestData, proba) -> pd.DataFrame:
-        return pd.DataFrame({"label": np.asarray(proba).argmax(1).astype(np.int64)})
+        return pd.DataFrame({"label": self.predictions(proba).astype(np.int64)})
 
     def check_submission(self, frame: pd.DataFrame, test: TestData) -> None:
         if list(frame.columns) != ["label"] or len(frame) != len(test.ids):
@@ -68,24 +72,26 @@ def decode(proba: np.ndarray) -> np.ndarray:
 
 class FakeStreet(Competition):
     name = "fake_street"
-    metric_name = "string_accuracy"
+    metric = METRICS["string_accuracy"]
     models_module = "tests.common.fake_runs"
 
-    def load_train(self, data_dir: Path) -> TrainData:
-        frame = pd.read_csv(Path(data_dir) / "train.csv", dtype={"id": str, "code": str})
+    def load_train(self, data_dir: Path, data: DataConfig | None = None) -> TrainData:
+        path = Path(data_dir) / "train.csv"
+        frame = pd.read_csv(path, dtype={"id": str, "code": str})
         paths = [str(Path(data_dir) / "images" / f"{i}.png") for i in frame["id"]]
         y = frame["code"].to_numpy(dtype=object)
-        return TrainData(X=paths, y=y, ids=frame["id"].to_numpy(str), strata=np.array([len(c) for c in y]))
+        strata = np.array([len(c) for c in y])
+        return TrainData(X=paths, y=y, ids=frame["id"].to_numpy(str), strata=strata, sources=[path])
 
-    def load_test(self, data_dir: Path, test_file: str | None = None) -> TestData | None:
+    def load_test(self, data_dir: Path, data: DataConfig | None = None) -> TestData | None:
         path = Path(data_dir) / "test.csv"
         if not path.is_file():
             return None
         frame = pd.read_csv(path, dtype={"id": str})
-        return TestData(X=frame["id"].tolist(), ids=frame["id"].to_numpy(str))
+        return TestData(X=frame["id"].tolist(), ids=frame["id"].to_numpy(str), sources=[path])
 
-    def score(self, y_true, proba) -> float:
-        return string_accuracy(y_true, decode(proba))
+    def predictions(self, proba) -> np.ndarray:
+        return decode(proba)
 
     def submission_frame(self, test: TestData, proba) -> pd.DataFrame:
         return pd.DataFrame({"file_name": [f"{i}.png" for i in test.ids], "file_code": decode(proba)})
@@ -183,41 +189,42 @@ def write_run(
         "seed": 0,
         "folds_file": str(folds_file),
         "data_dir": str(data_dir),
+        "data": {"test_file": None},
         "params": params or {"lr": 0.1},
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    store = RunStore(run_dir)
+    store.prepare()
+    store.write_config(config)
+    inputs = {
+        "train": fingerprints([Path(data_dir) / "train.csv"]),
+        "test": fingerprints([Path(data_dir) / "test.csv"]),
+    }
+    store.write_manifest(new_manifest({"folds": 0}, inputs, str(folds_file), "cpu"))
     done = n_folds if complete_folds is None else complete_folds
     fold_scores = []
     for k in range(done):
         rows = np.flatnonzero(folds == k)
-        d = run_dir / f"fold{k}"
+        d = store.fold_dir(k)
         d.mkdir(exist_ok=True)
-        np.save(d / "oof.npy", oof[rows])
-        np.save(d / "oof_ids.npy", ids[rows])
-        if test is not None:
-            np.save(d / "test.npy", test)
-        with open(d / "log.jsonl", "w") as fh:
-            for e in range(epochs):
-                record = {"epoch": e, "train_loss": 1.0 / (e + 1), "valid_loss": 1.2 / (e + 1)}
-                record.update(valid_score=0.5 + 0.1 * e, lr=0.01, seconds=1.0)
-                fh.write(json.dumps(record) + "\n")
-        if not epochs:
-            (d / "log.jsonl").unlink()
+        if epochs:
+            with open(d / "log.jsonl", "w") as fh:
+                for e in range(epochs):
+                    record = {"epoch": e, "train_loss": 1.0 / (e + 1), "valid_loss": 1.2 / (e + 1)}
+                    record.update(valid_score=0.5 + 0.1 * e, lr=0.01, seconds=1.0, items_per_s=10.0)
+                    fh.write(json.dumps(record) + "\n")
         score = competition.score(np.asarray(y)[rows], oof[rows])
         fold_scores.append(score)
-        metrics = {"fold": k, "score": score, "metric": competition.metric_name, "seconds": 1.5}
+        metrics = {"fold": k, "score": score, "metric": competition.metric.name, "seconds": 1.5}
         metrics.update(n_train=int(len(ids) - len(rows)), n_valid=int(len(rows)))
-        (d / "metrics.json").write_text(json.dumps(metrics))
+        arrays = {"oof.npy": oof[rows], "oof_ids.npy": ids[rows]}
+        if test is not None:
+            arrays["test.npy"] = test
+        store.save_fold(k, None, arrays, metrics)
     if done < n_folds:
         return run_dir
-    np.save(run_dir / "oof.npy", oof)
-    np.save(run_dir / "oof_ids.npy", ids)
-    if test is not None:
-        np.save(run_dir / "test.npy", test)
-    cv = {"score": competition.score(y, oof), "metric": competition.metric_name, "fold_scores": fold_scores}
+    cv = {"score": competition.score(y, oof), "metric": competition.metric.name, "fold_scores": fold_scores}
     cv.update(n_folds=n_folds, seconds=1.5 * n_folds, folds_file=str(folds_file), model=model)
-    (run_dir / "cv.json").write_text(json.dumps(cv))
+    store.write_merged(oof, ids, test, cv)
     return run_dir
 
 

@@ -1,4 +1,4 @@
-"""The shared CLI through the toy contest: in-process via ``tests.common.toy.main`` and once as a subprocess."""
+"""The shared CLI through the toy contest: in-process (the ``cli`` fixture) and once as a subprocess."""
 
 from __future__ import annotations
 
@@ -12,23 +12,8 @@ import pytest
 import yaml
 
 from tests.common.conftest import run_python
-from tests.common.toy import main
 
 FAST_MLP = ["--set", "epochs=2", "--set", "lr=0.05"]
-
-
-@pytest.fixture
-def cli(tmp_path, toy_dir, monkeypatch, capsys):
-    """Run the toy CLI in ``tmp_path``; returns (exit code, stdout lines, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out.strip().splitlines(), err
-
-    run.data = toy_dir
-    return run
 
 
 def _train(cli, run_dir, model="toy_logreg", *extra):
@@ -65,7 +50,13 @@ def test_train_all_folds(cli, tmp_path):
     assert list(sub.columns) == ["id", "label"] and len(sub) == 50
     assert len(list((tmp_path / "submissions/toy").glob("toy_mlp-cv*.csv"))) == 1
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["model"] == "toy_mlp" and config["params"]["epochs"] == 2 and config["params"]["quiet"]
+    trainer = config["params"]["trainer"]
+    assert config["model"] == "toy_mlp" and trainer["epochs"] == 2 and trainer["quiet"]
+    assert config["data"] == {"test_file": None}
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["schema"] == 2 and set(manifest["folds"]) == {"0", "1", "2"}
+    assert {"command", "git", "versions", "device", "seeds", "inputs", "folds_file"} <= set(manifest)
+    assert "train.csv" in next(iter(manifest["inputs"]["train"])) and manifest["versions"]["torch"]
     assert {f"fold{k}" for k in range(3)} <= {p.name for p in run.iterdir()}
     assert (tmp_path / "runs/toy/folds").is_dir()
 
@@ -98,7 +89,24 @@ def test_one_fold_at_a_time_then_merge(cli, tmp_path):
     [
         (["--model", "toy_cnn"], "unknown model 'toy_cnn' for toy; known models: toy_logreg, toy_mlp"),
         (["--model", "toy_mlp", "--set", "hiden=3"], "unknown config key(s) ['hiden']"),
-        (["--model", "toy_mlp", "--set", "epochs=two"], "config key 'epochs': expected an integer"),
+        (["--model", "toy_mlp", "--set", "epochs=two"], "invalid value for model.trainer.epochs"),
+        (
+            ["--model", "toy_mlp", "--set", "epochs=-1"],
+            "model.trainer.epochs: Input should be greater than or equal to 1",
+        ),
+        (
+            ["--model", "toy_mlp", "--set", "epochs=0"],
+            "model.trainer.epochs: Input should be greater than or equal to 1",
+        ),
+        (["--model", "toy_mlp", "--set", "batch_size=0"], "model.trainer.batch_size"),
+        (
+            ["--model", "toy_mlp", "--set", "valid_size=2"],
+            "model.trainer.valid_size: Input should be less than 1",
+        ),
+        (["--model", "toy_mlp", "--set", "lr=nan"], "model.trainer.lr: Input should be a finite number"),
+        (["--model", "toy_mlp", "--set", "scheduler=bogus"], "model.trainer.scheduler: Input should be"),
+        (["--model", "toy_mlp", "--set", "device=cuda:3"], "device 'cuda:3'"),
+        (["--model", "toy_logreg", "--set", "C=-1"], "model.C: Input should be greater than 0"),
         (["--model", "toy_mlp", "--fold", "x"], "--fold expects a fold number, 'all' or 'full'"),
     ],
 )
@@ -158,8 +166,11 @@ def test_predict(cli, tmp_path):
     assert code == 2 and "not a run directory" in err
 
 
-def test_tune_then_train_with_best_config(cli, tmp_path):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_tune_then_train_with_best_config(cli, tmp_path, storage):
+    storage = (
+        str(tmp_path / "optuna.journal") if storage == "journal" else f"sqlite:///{tmp_path / 'optuna.db'}"
+    )
     code, out, err = cli(
         "tune", "--model", "toy_mlp", "--data-dir", cli.data, "--trials", 2, "--storage", storage,
         "--folds", 3, "--folds-used", 1, "--set", "epochs=2", "--out", "best.yaml", "--quiet",
@@ -172,7 +183,8 @@ def test_tune_then_train_with_best_config(cli, tmp_path):
     code, out, err = _train(cli, "runs/best", "toy_mlp", "--config", "best.yaml")
     assert code == 0, err
     params = yaml.safe_load((tmp_path / "runs/best/config.yaml").read_text())["params"]
-    assert params["lr"] == best["lr"] and params["hidden"] == best["hidden"]
+    assert params["trainer"]["lr"] == best["lr"] and params["hidden"] == best["hidden"]
+    assert params["trainer"]["epochs"] == 2
 
 
 def test_models_verb(cli):
@@ -196,7 +208,7 @@ def test_full_refit_writes_its_own_submission_without_touching_folds(cli, tmp_pa
     run = tmp_path / "runs/full"
     code, out, err = _train(cli, run, "toy_mlp", "--fold", "full", "--set", "epochs=2")
     assert code == 0, err
-    assert (run / "full/metrics.json").is_file() and (run / "full/model.pkl").is_file()
+    assert (run / "full/metrics.json").is_file() and (run / "full/estimator.json").is_file()
     assert not list(run.glob("fold*")) and not (run / "cv.json").exists()
     sub = pd.read_csv(run / "submission-full.csv")
     assert list(sub.columns) == ["id", "label"] and len(sub) == len(np.load(run / "full/test.npy"))

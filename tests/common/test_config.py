@@ -5,14 +5,26 @@ from typing import Literal
 import pytest
 import yaml
 
-from common.config import build_config, parse_overrides, resolve, save_config
+from common.config import (
+    ConfigBase,
+    PositiveInt,
+    build_config,
+    build_tree,
+    duplicate_keys,
+    flat_keys,
+    leaves,
+    parse_overrides,
+    resolve,
+    save_config,
+)
 from common.errors import UserError
 from common.registry import get_model_entry
+from common.trainer import TrainerConfig
 from tests.common.models_under_test import ALL_MODELS
 
 
 @dataclass
-class Cfg:
+class Cfg(ConfigBase):
     epochs: int = 3
     lr: float = 1e-3
     amp: bool = False
@@ -46,12 +58,13 @@ def test_set_coercion():
 @pytest.mark.parametrize(
     "item, match",
     [
-        ("epochs=2.5", "expected an integer"),
-        ("lr=fast", "expected a number"),
-        ("amp=maybe", "expected true/false"),
-        ("scheduler=step", r"not one of \['cosine', 'linear'\]"),
-        ("kernels=a,b", "expected an integer"),
-        ("patience=x", "expected an integer"),
+        ("epochs=2.5", "epochs: Input should be a valid integer"),
+        ("lr=fast", "lr: Input should be a valid number"),
+        ("amp=maybe", "amp: Input should be a valid boolean"),
+        ("scheduler=step", "scheduler: Input should be 'cosine' or 'linear'"),
+        ("kernels=a,b", "kernels.0: Input should be a valid integer"),
+        ("patience=x", "patience: Input should be a valid integer"),
+        ("lr=nan", "lr: Input should be a finite number"),
         ("epochs", "key=value"),
     ],
 )
@@ -65,6 +78,71 @@ def test_unknown_key_lists_known_keys():
         UserError, match=r"unknown config key\(s\) \['epoch'\].*known keys: \['amp', 'clip', 'epochs'"
     ):
         resolve(Cfg, overrides=["epoch=3"])
+
+
+@dataclass
+class _Data(ConfigBase):
+    split: str = "kfold"
+
+
+@dataclass
+class _Model(ConfigBase):
+    width: PositiveInt = 8
+    trainer: TrainerConfig = dataclasses.field(default_factory=lambda: TrainerConfig(epochs=7))
+
+
+def test_flat_keys_route_to_the_one_place_they_are_declared():
+    tree = build_tree({"data": _Data, "model": _Model}, {"epochs": "3", "split": "official", "width": "4"})
+    assert tree["data"].split == "official"
+    assert (tree["model"].width, tree["model"].trainer.epochs) == (4, 3)
+    # the model's own trainer defaults survive a partial override
+    assert build_tree({"model": _Model}, {"lr": "0.1"})["model"].trainer.epochs == 7
+    # dotted and nested forms name the same places
+    dotted = build_tree({"data": _Data, "model": _Model}, {"trainer.epochs": 3, "data.split": "x"})
+    nested = build_tree(
+        {"data": _Data, "model": _Model}, {"model": {"trainer": {"epochs": 3}}, "data": {"split": "x"}}
+    )
+    assert dotted == nested and dotted["model"].trainer.epochs == 3
+    with pytest.raises(UserError, match=r"invalid value for model.trainer.epochs: Input should be greater"):
+        build_tree({"data": _Data, "model": _Model}, {"epochs": "0"})
+
+
+def test_a_key_declared_twice_is_ambiguous_and_detected():
+    @dataclass
+    class Clash(ConfigBase):
+        lr: float = 0.1  # also a trainer key
+        trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    assert duplicate_keys({"model": Clash}) == {"lr": ["model.lr", "model.trainer.lr"]}
+    with pytest.raises(UserError, match="ambiguous"):
+        build_config(Clash, {"lr": 1.0})
+    assert build_config(Clash, {"trainer.lr": 1.0}).trainer.lr == 1.0
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_no_key_is_declared_twice_in_any_model_tree(name):
+    """One declaration per key: a model's config (with its nested trainer config) and every contest's data config
+    never declare the same key twice, so a flat ``--set key=value`` always has one meaning."""
+    from common.runs import load_competition
+
+    config_cls = get_model_entry(name).config_cls
+    data_configs = [load_competition(c).data_config for c in ("news_text_cls", "street_char_rec")]
+    for data_cls in data_configs:
+        assert duplicate_keys({"data": data_cls, "model": config_cls}) == {}, name
+    if hasattr(config_cls, "trainer"):
+        trainer_keys = {p[-1] for p in leaves({"t": TrainerConfig})}
+        own = {f.name for f in dataclasses.fields(config_cls)} - {"trainer"}
+        assert not own & trainer_keys, f"{name} redeclares trainer keys {own & trainer_keys}"
+
+
+def test_pretraining_holds_the_same_trainer_config():
+    from competitions.news_text_cls.pretrain import PretrainConfig
+
+    assert duplicate_keys({"config": PretrainConfig}) == {}
+    config = resolve(PretrainConfig, overrides=["max_steps=7", "size=mini", "lr=1e-3"])
+    assert isinstance(config.trainer, TrainerConfig)
+    assert (config.trainer.max_steps, config.size, config.trainer.lr) == (7, "mini", 1e-3)
+    assert flat_keys(config)["checkpoint_every_steps"] == 500
 
 
 def test_yaml_overlay_then_set(tmp_path):
@@ -102,12 +180,11 @@ def test_every_registered_config_builds(name, tmp_path):
     default = build_config(config_cls, {}, source=name)
     path = save_config(default, tmp_path / "config.yaml")
     assert resolve(config_cls, path) == default
-    # every field accepts its own default written as a --set string
+    # every leaf accepts its own default written as a --set string
     overrides = []
-    for f in dataclasses.fields(default):
-        value = getattr(default, f.name)
+    for key, value in flat_keys(default).items():
         if isinstance(value, bool | int | float | str) or value is None:
-            overrides.append(f"{f.name}={value}")
+            overrides.append(f"{key}={value}")
     assert resolve(config_cls, path, overrides) == default
     with pytest.raises(UserError, match="known keys"):
         build_config(config_cls, {"no_such_key": 1}, source=name)

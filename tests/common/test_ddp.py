@@ -44,9 +44,28 @@ def test_cli_under_torchrun(tmp_path, toy_dir):
     run = tmp_path / "run"
     assert json.loads((run / "cv.json").read_text())["n_folds"] == 2
     for k in range(2):
-        assert (run / f"fold{k}" / "metrics.json").is_file() and (run / f"fold{k}" / "model.pkl").is_file()
+        assert (run / f"fold{k}" / "metrics.json").is_file() and (
+            run / f"fold{k}" / "estimator.json"
+        ).is_file()
     assert (run / "submission.csv").is_file()
     assert len(list((tmp_path / "submissions" / "toy").glob("*.csv"))) == 1
+
+
+def test_accumulation_syncs_once_per_step_compiled_or_not_and_eval_is_sharded(tmp_path):
+    """grad_accum=4 under DDP: one all-reduce per optimizer step (DDP's no_sync on the other micro-batches), also
+    when the DDP model sits inside a torch.compile wrapper; evaluation: each rank scores half the batches and
+    every rank gets all the logits, in order."""
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_python(_torchrun("-m", "tests.common.ddp_checks", str(out)), cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    for rank in ranks:
+        for case in ("plain", "compiled"):
+            assert rank[case]["steps"] == 4, rank  # 2 epochs x 2 steps
+            assert rank[case]["allreduce"] == 4, (case, rank[case])  # one bucket a step; 16 without no_sync
+        assert rank["eval"]["rows"] == 70 and rank["eval"]["labels"] == 70 and rank["eval"]["equal"]
+    assert sorted(r["eval"]["batches_seen"] for r in ranks) == [4, 5]  # 9 batches shared, none twice
 
 
 def test_single_process_is_not_distributed(monkeypatch):

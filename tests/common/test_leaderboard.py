@@ -73,3 +73,28 @@ def test_no_runs_is_an_empty_table(tmp_path):
     frame = leaderboard(tmp_path / "nothing")
     assert frame.empty
     assert format_leaderboard(frame) == "no runs found"
+
+
+def test_a_damaged_run_is_listed_as_broken_and_the_others_still_rank(tmp_path, capsys):
+    fake = make_fake_runs(tmp_path)
+    runs = fake["news"]["runs"]
+    (runs["textcnn"] / "cv.json").write_text("{not json")
+    (runs["lstm"] / "config.yaml").write_text("model: [\n")
+    frame = leaderboard(fake["runs_root"], "fake_news").set_index("run")
+    assert (
+        frame.loc["textcnn", "status"].startswith("broken: ") and "cv.json" in frame.loc["textcnn", "status"]
+    )
+    assert frame.loc["lstm", "status"].startswith("broken: ") and "config.yaml" in frame.loc["lstm", "status"]
+    assert frame.loc["linear", "rank"] == 1 and frame.loc["partial", "status"] == "incomplete"
+    assert main(["--runs-root", str(fake["runs_root"])]) == 0
+    assert "broken: " in capsys.readouterr().out
+
+
+def test_commit_and_changed_data_are_shown(tmp_path):
+    fake = make_fake_runs(tmp_path)
+    row = leaderboard(fake["runs_root"], "fake_news").set_index("run").loc["linear"]
+    assert row["status"] == "complete" and len(row["commit"]) >= 8
+    train_csv = fake["news"]["data_dir"] / "train.csv"
+    train_csv.write_text(train_csv.read_text().replace("n0000,", "n0000,", 1) + "\n")
+    row = leaderboard(fake["runs_root"], "fake_news").set_index("run").loc["linear"]
+    assert row["status"] == "complete, data changed"

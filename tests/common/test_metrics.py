@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
-from common.metrics import LOWER_IS_BETTER, accuracy, get_metric, log_loss, macro_f1, string_accuracy
+from common.metrics import METRICS, accuracy, get_metric, log_loss, macro_f1, string_accuracy
 
 
 def test_accuracy():
@@ -31,11 +31,24 @@ def test_log_loss_known_value():
     assert log_loss(np.array(["a", "b"]), proba, labels=["a", "b"]) == pytest.approx(log_loss([0, 1], proba))
 
 
-def test_get_metric():
-    assert get_metric("accuracy") is accuracy
-    assert "log_loss" in LOWER_IS_BETTER
+def test_get_metric_and_its_direction():
+    assert get_metric("accuracy").fn is accuracy
+    assert get_metric("accuracy")(np.array([1, 2]), np.array([1, 3])) == 0.5
+    lower = {name for name, m in METRICS.items() if not m.greater_is_better}
+    assert lower == {"log_loss", "rmse", "mae"}
+    log = get_metric("log_loss")
+    assert log.better(0.1, 0.2) and not log.better(0.2, 0.1) and log.direction == "minimize"
+    assert get_metric("macro_f1").better(0.9, 0.8) and get_metric("macro_f1").direction == "maximize"
     with pytest.raises(UserError, match="unknown metric 'auc'.*macro_f1"):
         get_metric("auc")
+
+
+def test_metric_on_transforms_predictions_and_keeps_the_direction():
+    on_logits = get_metric("accuracy").on(lambda logits: logits.argmax(-1))
+    assert on_logits(np.array([0, 1]), np.array([[2.0, 1.0], [0.0, 3.0]])) == 1.0
+    assert on_logits.greater_is_better and on_logits.name == "accuracy"
+    rmse_on = get_metric("rmse").on(lambda s: s[:, 0], lambda y: y * 2)
+    assert rmse_on(np.array([1.0]), np.array([[2.0]])) == 0.0 and not rmse_on.greater_is_better
 
 
 @pytest.mark.parametrize("as_str", [False, True])

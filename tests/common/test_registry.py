@@ -23,9 +23,12 @@ def test_unknown_model_lists_known_names():
 
 def test_create_model_applies_typed_config():
     model = create_model("toy_mlp", epochs="2", lr="0.5")
-    assert (model.epochs, model.lr, model.hidden) == (2, 0.5, 16)
+    assert (model.trainer.epochs, model.trainer.lr, model.hidden) == (2, 0.5, 16)
+    assert model.trainer.batch_size == 32  # the model's own trainer default
     with pytest.raises(UserError, match="known keys"):
         create_model("toy_mlp", hiddn=3)
+    with pytest.raises(UserError, match="hidden"):
+        create_model("toy_mlp", hidden=0)
 
 
 def test_registering_a_name_twice_is_refused():
@@ -38,9 +41,11 @@ def test_registering_a_name_twice_is_refused():
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_params_only_in_init(name):
+    from common.config import to_dict
+
     model = create_model(name)
     params = model.get_params(deep=False)
-    assert params == default_config(name) or get_model_entry(name).config_cls is None
+    assert to_dict(model) == default_config(name) or get_model_entry(name).config_cls is None
     # __init__ stores the params and nothing else; no fitted state yet
     assert set(vars(model)) == set(params), f"{name}.__init__ sets more than its params"
     assert not [k for k in vars(model) if k.endswith("_") and not k.startswith("_")]
@@ -60,7 +65,7 @@ def _toy_xy(n=60, seed=0):
 
 @pytest.mark.parametrize("name", TOY_MODELS)
 def test_fit_contract(name):
-    overrides = {"epochs": 2, "quiet": True} if "epochs" in default_config(name) else {}
+    overrides = {"epochs": 2, "quiet": True} if "trainer" in default_config(name) else {}
     model = create_model(name, **overrides)
     before = set(vars(model))
     X, y = _toy_xy()

@@ -62,7 +62,7 @@ def test_resume_after_crash_equals_uninterrupted(tmp_path, params):
 
     with pytest.raises(Crash):
         fit_toy(tmp_path / "crashed", [crash], **params)
-    state = torch.load(tmp_path / "crashed" / "last.pt", weights_only=False)["state"]
+    state = torch.load(tmp_path / "crashed" / "last.pt", weights_only=True)["state"]
     assert state["epoch"] == 2
 
     ran = []

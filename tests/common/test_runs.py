@@ -109,6 +109,21 @@ def test_bad_config_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="config.yaml"):
         load_run(tmp_path / "r")
     (tmp_path / "r" / "config.yaml").write_text("model: x\n")
+    with pytest.raises(UserError, match="older version of this repository"):
+        load_run(tmp_path / "r")
+    (tmp_path / "r" / "run.json").write_text('{"schema": 2}')
     (tmp_path / "r" / "cv.json").write_text("{")
     with pytest.raises(UserError, match="cv.json"):
         load_run(tmp_path / "r").cv  # noqa: B018
+
+
+def test_find_runs_keeps_damaged_runs_as_broken_with_the_reason(tmp_path):
+    from common.store import BrokenRun
+    from common.store import find_runs as find_all
+
+    fake = make_fake_runs(tmp_path)
+    (fake["news"]["runs"]["lstm"] / "fold2" / "metrics.json").write_text("{")
+    found = find_all(fake["runs_root"], "fake_news")
+    broken = [r for r in found if isinstance(r, BrokenRun)]
+    assert [r.name for r in broken] == ["lstm"] and "fold2/metrics.json: not valid JSON" in broken[0].reason
+    assert {r.name for r in found} == {"linear", "textcnn", "lstm", "partial"}

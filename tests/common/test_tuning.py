@@ -1,5 +1,5 @@
-"""Optuna around the shared CV: the objective, pruning, best params YAML, and several worker processes sharing
-one study through SQLite and through a real PostgreSQL server."""
+"""Optuna around the shared CV: the objective, pruning between folds, best params YAML, and several worker
+processes sharing one study through a journal file (the default), SQLite and a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -42,28 +42,39 @@ def test_tune_in_process(toy_data, tmp_path):
     with pytest.raises(UserError, match="--folds-used must be between 1 and 3"):
         tuning.tune(comp, "toy_logreg", data, folds, n_trials=1, storage=storage, folds_used=4)
     with pytest.raises(UserError, match="not a database URL"):
-        tuning.make_study("s", "not a url")
+        tuning.make_study("s", "mysql+nosuchdriver://user@host/db")
+    with pytest.raises(UserError, match="expected a journal file path or a database URL"):
+        tuning.make_study("s", "ftp://host/file")
 
 
-def test_pruning_reporter_prunes_a_poor_trial(tmp_path):
-    study = optuna.create_study(
-        storage=f"sqlite:///{tmp_path / 'p.db'}",
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
-        direction="maximize",
+def test_each_trial_reports_the_running_mean_after_each_fold(toy_data, tmp_path):
+    """The step Optuna sees means the same in every trial: folds done - 1, the value their mean score."""
+    comp, data, _ = toy_data
+    folds = get_folds(tmp_path / "folds", data.ids, data.strata, 3, 42)[0]
+    result = tuning.tune(comp, "toy_mlp", data, folds, n_trials=1, storage=str(tmp_path / "j.journal"),
+                         base_params={"trainer": {"epochs": 1, "quiet": True}}, out=tmp_path / "b.yaml",
+                         work_root=tmp_path / "work")  # fmt: skip
+    trial = result["study"].trials[0]
+    scores = trial.user_attrs["fold_scores"]
+    assert len(scores) == 3
+    assert trial.intermediate_values == pytest.approx(
+        {0: scores[0], 1: sum(scores[:2]) / 2, 2: sum(scores) / 3}
     )
-    for value in (0.9, 0.1):
-        trial = study.ask()
-        reporter = tuning.PruningReporter(trial)
-        if value < 0.5:
-            with pytest.raises(optuna.TrialPruned):
-                reporter.epoch_callback(0, {"valid_score": value})
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            reporter.epoch_callback(0, {"valid_score": value})
-            reporter.epoch_callback(1, {"train_loss": 1.0})  # no score: nothing reported
-            assert reporter.step == 1
-            study.tell(trial, value)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]
+
+
+def test_a_poor_trial_is_pruned_between_folds(toy_data, tmp_path):
+    comp, data, _ = toy_data
+    folds = get_folds(tmp_path / "folds", data.ids, data.strata, 3, 42)[0]
+    storage = str(tmp_path / "p.journal")
+    study = tuning.make_study("toy-toy_logreg", storage)
+    for _ in range(3):  # three finished trials that scored far better at every step
+        study.add_trial(optuna.trial.create_trial(params={"C": 1.0}, distributions={"C": optuna.distributions.FloatDistribution(1e-3, 10.0, log=True)},
+                                                  value=0.99, intermediate_values={0: 0.99, 1: 0.99, 2: 0.99}))  # fmt: skip
+    result = tuning.tune(comp, "toy_logreg", data, folds, n_trials=1, storage=storage, out=tmp_path / "b.yaml",
+                         work_root=tmp_path / "work")  # fmt: skip
+    last = result["study"].trials[-1]
+    assert last.state == optuna.trial.TrialState.PRUNED
+    assert len(last.user_attrs["fold_scores"]) == 1  # stopped after its first fold
 
 
 def _workers(tmp_path, toy_dir, storage: str, n: int = 2) -> None:
@@ -90,7 +101,7 @@ def _workers(tmp_path, toy_dir, storage: str, n: int = 2) -> None:
         assert proc.returncode == 0, err[-3000:]
 
 
-def _check_shared_study(storage: str, n: int = 2) -> None:
+def _check_shared_study(storage, n: int = 2) -> None:
     study = optuna.load_study(study_name="shared", storage=storage)
     trials = study.trials
     assert len(trials) == n * WORKER_TRIALS  # every worker's trials, none lost
@@ -103,10 +114,11 @@ def _check_shared_study(storage: str, n: int = 2) -> None:
     assert len({t._trial_id for t in trials}) == len(trials)
 
 
-def test_two_workers_share_a_sqlite_study(tmp_path, toy_dir):
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_two_workers_share_a_local_study(tmp_path, toy_dir, kind):
+    storage = str(tmp_path / "shared.journal") if kind == "journal" else f"sqlite:///{tmp_path / 'shared.db'}"
     _workers(tmp_path, toy_dir, storage)
-    _check_shared_study(storage)
+    _check_shared_study(tuning.open_storage(storage))
 
 
 @pytest.fixture
@@ -123,4 +135,4 @@ def postgres_url():
 
 def test_two_workers_share_a_postgres_study(tmp_path, toy_dir, postgres_url):
     _workers(tmp_path, toy_dir, postgres_url)
-    _check_shared_study(postgres_url)
+    _check_shared_study(tuning.open_storage(postgres_url))

@@ -17,11 +17,13 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 from torch.utils.data import DataLoader
 
-from common.competition import Competition, TestData, TrainData
+from common.competition import Competition, DataConfig, TestData, TrainData
+from common.config import ConfigBase, PositiveFloat, PositiveInt, trainer_defaults
 from common.errors import UserError
 from common.estimator import DeepConfig, TorchEstimator
-from common.metrics import accuracy
+from common.metrics import METRICS
 from common.registry import register_model
+from common.trainer import TrainerConfig
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 
@@ -45,29 +47,31 @@ def write_toy_data(
 
 class ToyCompetition(Competition):
     name = "toy"
-    metric_name = "accuracy"
+    metric = METRICS["accuracy"]
     models_module = "tests.common.toy"
 
-    def load_train(self, data_dir: Path) -> TrainData:
+    def load_train(self, data_dir: Path, data: DataConfig | None = None) -> TrainData:
         path = Path(data_dir) / "train.csv"
         if not path.is_file():
             raise UserError(f"{path}: not found")
         frame = pd.read_csv(path)
         y = frame["label"].to_numpy()
-        return TrainData(X=frame[FEATURES].to_numpy(np.float32), y=y, ids=frame["id"].to_numpy(str), strata=y)
+        X = frame[FEATURES].to_numpy(np.float32)
+        groups = pd.factorize(pd.Series([r.tobytes() for r in X]))[0]
+        return TrainData(X=X, y=y, ids=frame["id"].to_numpy(str), strata=y, groups=groups, sources=[path])
 
-    def load_test(self, data_dir: Path, test_file: str | None = None) -> TestData | None:
-        path = Path(data_dir) / (test_file or "test.csv")
+    def load_test(self, data_dir: Path, data: DataConfig | None = None) -> TestData | None:
+        path = Path(data_dir) / ((data or DataConfig()).test_file or "test.csv")
         if not path.is_file():
             return None
         frame = pd.read_csv(path)
-        return TestData(X=frame[FEATURES].to_numpy(np.float32), ids=frame["id"].to_numpy(str))
+        return TestData(X=frame[FEATURES].to_numpy(np.float32), ids=frame["id"].to_numpy(str), sources=[path])
 
-    def score(self, y_true, proba) -> float:
-        return accuracy(y_true, np.asarray(proba).argmax(1))
+    def predictions(self, proba) -> np.ndarray:
+        return np.asarray(proba).argmax(1)
 
     def submission_frame(self, test: TestData, proba) -> pd.DataFrame:
-        return pd.DataFrame({"id": test.ids, "label": np.asarray(proba).argmax(1)})
+        return pd.DataFrame({"id": test.ids, "label": self.predictions(proba)})
 
     def check_submission(self, frame: pd.DataFrame, test: TestData) -> None:
         if list(frame.columns) != ["id", "label"] or len(frame) != len(test.ids):
@@ -106,10 +110,8 @@ class _Rows(torch.utils.data.Dataset):
 
 @dataclass
 class ToyMLPConfig(DeepConfig):
-    hidden: int = 16
-    epochs: int = 4
-    batch_size: int = 32
-    lr: float = 0.01
+    hidden: PositiveInt = 16
+    trainer: TrainerConfig = trainer_defaults(epochs=4, batch_size=32, lr=0.01)
 
     @staticmethod
     def search_space(trial) -> dict:
@@ -128,16 +130,16 @@ class ToyMLP(ToyMLPConfig, TorchEstimator):
     def _make_loader(self, X, y, train, generator):
         return DataLoader(
             _Rows(X, y),
-            batch_size=self.batch_size,
+            batch_size=self.trainer.batch_size,
             shuffle=train,
             generator=generator,
-            num_workers=self.num_workers,
+            num_workers=self.trainer.num_workers,
         )
 
 
 @dataclass
-class ToyLogRegConfig:
-    C: float = 1.0
+class ToyLogRegConfig(ConfigBase):
+    C: PositiveFloat = 1.0
 
     @staticmethod
     def search_space(trial) -> dict:

@@ -8,8 +8,10 @@ from common import cv
 from common.competition import TrainData
 from common.errors import UserError
 from common.registry import create_model
+from common.store import RunStore
 from competitions.news_text_cls import pretrain as pt
 from competitions.news_text_cls import tokenizer as tok
+from competitions.news_text_cls.competition import NewsCompetition
 from competitions.news_text_cls.data import Corpus, read_train
 from competitions.news_text_cls.models.bert import SegmentedDocs, collate_segments, segment_bounds
 from competitions.news_text_cls.synth import write_demo
@@ -70,7 +72,7 @@ def test_a_fold_fine_tunes_and_predicts_probabilities(pretrained, data_dir, tmp_
     data = TrainData(X=X, y=y, ids=np.arange(len(y)).astype(str), strata=y)
     folds = np.arange(len(y)) % 3
     model = create_model("bert", pretrained=str(pretrained), **FAST, **options)
-    metrics = cv.run_fold(model, data, folds, 0, tmp_path, lambda t, p: float(np.mean(p.argmax(1) == t)))
+    metrics = cv.run_fold(model, data, folds, 0, RunStore(tmp_path), NewsCompetition())
     oof = np.load(tmp_path / "fold0" / "oof.npy")
     assert oof.shape == (20, 3)
     np.testing.assert_allclose(oof.sum(1), 1.0, rtol=1e-5)
@@ -89,7 +91,7 @@ def test_predictions_come_back_in_row_order(pretrained, data_dir):
 
 def test_layer_wise_lr_decay_groups(pretrained, data_dir):
     X, y = read_train(data_dir / "train_set.csv")
-    model = create_model("bert", pretrained=str(pretrained), llrd=0.5, **{**FAST, "epochs": 0})
+    model = create_model("bert", pretrained=str(pretrained), llrd=0.5, **{**FAST, "max_steps": 1})
     module = model.fit(X, y).module_
     lrs = {}
     for group in module.param_groups(1.0, 0.01):
@@ -130,7 +132,9 @@ def test_model_pretrained_on_other_ids_is_a_clear_error(pretrained):
 
 def test_fgm_adds_the_adversarial_loss(pretrained, data_dir):
     X, y = read_train(data_dir / "train_set.csv")
-    model = create_model("bert", pretrained=str(pretrained), dropout=0.0, **{**FAST, "epochs": 0}).fit(X, y)
+    model = create_model(
+        "bert", pretrained=str(pretrained), dropout=0.0, **{**FAST, "max_steps": 1, "lr": 1e-9}
+    ).fit(X, y)
     module = model.module_
     data = SegmentedDocs(tok.encode(X.flat, model.lookup_), X.starts, X.lengths, y, 2, 64)
     batch = collate_segments([data[i] for i in range(4)])
@@ -139,3 +143,34 @@ def test_fgm_adds_the_adversarial_loss(pretrained, data_dir):
     module.fgm_epsilon = 1.0
     both = module(batch)["loss"]  # clean loss + loss at embeddings moved up the gradient
     assert both > 2 * clean
+
+
+def test_fine_tuning_lr_follows_the_encoder_width():
+    """A tiny encoder at BERT-base's 5e-5 stays at chance; unset, the lr scales with the pretrained width."""
+    from competitions.news_text_cls.models.bert import default_finetune_lr
+
+    assert default_finetune_lr(128) == default_finetune_lr(256) == 3e-4
+    assert default_finetune_lr(512) == 1e-4 and default_finetune_lr(768) == 5e-5
+    model = create_model("bert")
+    assert model.trainer.lr is None
+    model.encoder_config_ = {"hidden_size": 128}
+    assert model._trainer_config().lr == 3e-4
+    assert create_model("bert", lr=2e-5)._trainer_config().lr == 2e-5  # a set lr wins
+
+
+def test_a_stored_fold_model_predicts_without_the_pretrained_directory(pretrained, data_dir, tmp_path):
+    import shutil
+
+    X, y = read_train(data_dir / "train_set.csv")
+    copy = tmp_path / "pretrained"
+    shutil.copytree(pretrained, copy)
+    data = TrainData(X=X, y=y, ids=np.arange(len(y)).astype(str), strata=y)
+    store = RunStore(tmp_path / "run")
+    model = create_model("bert", pretrained=str(copy), **FAST)
+    cv.run_fold(model, data, np.arange(len(y)) % 3, 0, store, NewsCompetition(), None)
+    shutil.rmtree(copy)
+    loaded = store.load_model(0)
+    oof = np.load(store.fold_dir(0) / "oof.npy")
+    np.testing.assert_allclose(
+        loaded.predict_proba(X[np.flatnonzero(np.arange(len(y)) % 3 == 0)]), oof, atol=1e-5
+    )

@@ -85,3 +85,61 @@ def test_pretrain_verb_is_listed(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "pretrain" in capsys.readouterr().out
+
+
+def _data_with(tmp_path, demo_dir, test_text: str | None):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "train_set.csv").write_text((demo_dir / "train_set.csv").read_text())
+    if test_text is not None:
+        (data / "test_a.csv").write_text(test_text)
+    return data
+
+
+def test_a_header_only_test_file_is_one_line_in_train_and_predict(demo_dir, tmp_path, capsys):
+    data = _data_with(tmp_path, demo_dir, None)
+    run = tmp_path / "run"
+    assert _train(data, run) == 0
+    (data / "test_a.csv").write_text("text\n")
+    capsys.readouterr()
+    assert _train(data, tmp_path / "run2") == 2
+    assert "test_a.csv:1: no documents (only a header)" in capsys.readouterr().err
+    assert (
+        main(["predict", "--run-dir", str(run), "--data-dir", str(data), "--out", str(tmp_path / "p.csv")])
+        == 2
+    )
+    assert "no documents" in capsys.readouterr().err
+
+
+def test_trailing_blank_lines_give_one_row_per_document(demo_dir, tmp_path):
+    text = (demo_dir / "test_a.csv").read_text().rstrip("\n") + "\n\n\n"
+    data = _data_with(tmp_path, demo_dir, text)
+    assert _train(data, tmp_path / "run") == 0
+    assert len(pd.read_csv(tmp_path / "run" / "submission.csv")) == 60
+
+
+def test_min_df_above_the_documents_is_refused_before_anything_is_written(demo_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(demo_dir, run, "--set", "min_df=100000") == 2
+    assert "min_df=100000 is above the 480 documents" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_tfidf_and_textcnn_fold_models_are_stored_without_pickle(demo_dir, tmp_path):
+    import numpy as np
+
+    from common.store import RunStore
+
+    for model, extra in (("tfidf", []), ("textcnn", ["--set", "epochs=1", "--set", "max_len=64", "--quiet"])):
+        run = tmp_path / model
+        argv = ["train", "--model", model, "--data-dir", str(demo_dir), "--run-dir", str(run), "--folds", "3",
+                "--fold", "0", "--folds-dir", str(tmp_path / "folds"), *extra]  # fmt: skip
+        assert main(argv) == 0
+        names = {p.name for p in (run / "fold0").iterdir()}
+        assert "model.pkl" not in names and "estimator.json" in names
+        store = RunStore(run)
+        from competitions.news_text_cls.competition import NewsCompetition
+
+        test = NewsCompetition().load_test(demo_dir)
+        proba = store.load_model(0).predict_proba(test.X)
+        np.testing.assert_allclose(proba, np.load(run / "fold0" / "test.npy"), atol=1e-5)

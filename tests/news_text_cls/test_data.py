@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.competition import DataConfig
 from common.errors import UserError
 from competitions.news_text_cls.competition import NewsCompetition
 from competitions.news_text_cls.data import Corpus, read_test, read_train
@@ -28,6 +29,26 @@ def test_reads_test_and_keeps_empty_text(tmp_path):
     assert corpus.doc(1).tolist() == []
 
 
+def test_blank_lines_at_the_end_are_not_documents(tmp_path):
+    """An editor's trailing newlines: 80 documents, 80 submission rows (a blank line inside stays a document)."""
+    corpus = read_test(write(tmp_path / "test_a.csv", "text\n1 2\n\n3\n\n\n"))
+    assert len(corpus) == 3 and corpus.lengths.tolist() == [2, 0, 1]
+    corpus, labels = read_train(write(tmp_path / "train_set.csv", "label\ttext\n0\t1 2\n1\t3\n\n\n"))
+    assert len(corpus) == len(labels) == 2
+
+
+def test_largest_id_is_accepted_and_checked_when_read(tmp_path):
+    corpus = read_test(write(tmp_path / "t.csv", "text\n2147483647 0\n"))
+    assert corpus.doc(0).tolist() == [2**31 - 1, 0]
+
+
+def test_duplicate_documents_share_a_group(tmp_path):
+    write(tmp_path / "train_set.csv", "label\ttext\n0\t1 2\n1\t3 4\n0\t1 2\n1\t5\n")
+    data = NewsCompetition().load_train(tmp_path)
+    assert data.groups[0] == data.groups[2] and len(set(data.groups.tolist())) == 3
+    assert [p.name for p in data.sources] == ["train_set.csv"]
+
+
 def test_irregular_spacing_is_parsed_exactly(tmp_path):
     corpus = read_test(write(tmp_path / "t.csv", "text\n 1  2 3 \n4\n"))
     assert corpus.lengths.tolist() == [3, 1] and corpus.doc(0).tolist() == [1, 2, 3]
@@ -39,6 +60,10 @@ def test_irregular_spacing_is_parsed_exactly(tmp_path):
         ("train_set.csv", "label\ttext\n0\t1 2\n1\t3 x4 5\n", 3, "'x4'"),
         ("train_set.csv", "label\ttext\n0\t1 2\n1\t3 -4\n", 3, "'-4'"),
         ("train_set.csv", "label\ttext\n0\t1 2\n1\t3 99999999999\n", 3, "99999999999"),
+        ("train_set.csv", "label\ttext\n0\t1 2\n1\t3 2147483648\n", 3, "'2147483648' is not an integer id"),
+        ("test_a.csv", "text\n1 2\n4294967296 5\n", 3, "'4294967296' is not an integer id"),
+        ("train_set.csv", "label\ttext\n", 1, "no documents (only a header)"),
+        ("test_a.csv", "text\n", 1, "no documents (only a header)"),
         ("train_set.csv", "label\ttext\n0\t1 2\n1\t3 4\n7\t5\n", 4, "label 7 is outside the classes 0..2"),
         ("train_set.csv", "label\ttext\n0\t1 2\n-1\t3 4\n", 3, "outside the classes"),
         ("train_set.csv", "label\ttext\n0\t1 2\nsport\t3 4\n", 3, "'sport' is not an integer"),
@@ -80,9 +105,11 @@ def test_competition_loads_demo_and_attaches_unlabelled_test_text(demo_dir):
     assert len(train.X) == len(train.y) == len(train.ids) == 420
     assert len(train.X.unlabelled_texts()) == len(test.X) == 60
     assert train.y.min() == 0 and train.y.max() == 13
-    assert comp.load_test(demo_dir, "test_a.csv").X.texts.tolist() == test.X.texts.tolist()
+    assert (
+        comp.load_test(demo_dir, DataConfig(test_file="test_a.csv")).X.texts.tolist() == test.X.texts.tolist()
+    )
     with pytest.raises(UserError, match="test file not found"):
-        comp.load_test(demo_dir, "test_b.csv")
+        comp.load_test(demo_dir, DataConfig(test_file="test_b.csv"))
 
 
 def test_score_and_submission(demo_dir):

@@ -7,8 +7,10 @@ import pytest
 from sklearn.base import clone
 
 from common import cv
+from common.config import flat_keys
 from common.folds import make_folds
 from common.registry import create_model, list_models
+from common.store import RunStore
 from competitions.news_text_cls.competition import NewsCompetition
 
 COMP = NewsCompetition()
@@ -73,7 +75,7 @@ def test_validation_labels_never_reach_the_model(name, demo, tmp_path):
     assert (shuffled_y != train.y).any()
     shuffled = type(train)(X=train.X, y=shuffled_y, ids=train.ids, strata=train.strata)
     for data, out in ((train, tmp_path / "a"), (shuffled, tmp_path / "b")):
-        cv.run_fold(model, data, folds, 0, out, COMP.score)
+        cv.run_fold(model, data, folds, 0, RunStore(out), COMP)
     np.testing.assert_array_equal(
         np.load(tmp_path / "a/fold0/oof.npy"), np.load(tmp_path / "b/fold0/oof.npy")
     )
@@ -105,4 +107,4 @@ def test_search_space_builds_valid_configs(name):
     trial = study.ask()
     params = create_model(name).search_space(trial)
     model = create_model(name, **params)
-    assert all(getattr(model, k) == v for k, v in params.items())
+    assert all(flat_keys(model)[k] == v for k, v in params.items())

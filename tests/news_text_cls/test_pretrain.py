@@ -6,6 +6,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from common.config import build_config
 from common.errors import UserError
 from competitions.news_text_cls import pretrain as pt
 from competitions.news_text_cls import tokenizer as tok
@@ -21,7 +22,8 @@ TINY = dict(
     block_len=64,
     batch_size=8,
     max_steps=20,
-    checkpoint_every=5,
+    checkpoint_every_steps=5,
+    eval_every_steps=5,
     lr=3e-3,
     warmup_ratio=0.0,
     eval_blocks=16,
@@ -32,7 +34,7 @@ TINY = dict(
 
 
 def tiny_config(**kw) -> pt.PretrainConfig:
-    return pt.PretrainConfig(size="mini", **{**TINY, **kw})
+    return build_config(pt.PretrainConfig, {"size": "mini", **TINY, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -100,29 +102,34 @@ def test_masking_skips_special_tokens_and_marks_labels():
 # ------------------------------------------------------------------------------------------------ pretraining
 def test_twenty_steps_lower_the_held_out_mlm_loss(pretrained):
     out, summary = pretrained
-    losses = [r["valid_loss"] for r in summary["history"]]
-    assert summary["steps"] == 20 and len(losses) == 4
+    losses = [r["valid_loss"] for r in summary["history"] if "valid_loss" in r]
+    assert summary["steps"] == 20 and len(losses) == 4  # held-out blocks scored every 5 steps
     assert losses[-1] < losses[0] - 0.1
     assert losses[-1] < np.log(summary["vocab_size"]) - 0.2  # better than a uniform guess over the vocabulary
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
     assert (out / "pretrain.json").is_file() and not (out / "checkpoints" / "last.pt").exists()
-    assert yaml.safe_load((out / "config.yaml").read_text())["max_steps"] == 20
+    assert yaml.safe_load((out / "config.yaml").read_text())["trainer"]["max_steps"] == 20
 
 
 def test_resume_after_a_kill_continues_from_the_checkpoint(pretrained, data_dir, tmp_path):
     reference, _ = pretrained
 
-    def kill_after_second_checkpoint(epoch, record):
-        if epoch == 1:
-            raise _Killed
+    class Steps:
+        def __init__(self, kill_at=None):
+            self.kill_at, self.steps = kill_at, []
 
-    with pytest.raises(_Killed):
-        pt.pretrain(tiny_config(), data_dir, tmp_path, callbacks=[kill_after_second_checkpoint])
+        def on_step(self, step, record):
+            self.steps.append(step)
+            if step == self.kill_at:
+                raise _Killed
+
+    with pytest.raises(_Killed):  # killed right after the second checkpoint (step 10)
+        pt.pretrain(tiny_config(), data_dir, tmp_path, callbacks=[Steps(kill_at=10)])
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and not (tmp_path / "config.json").exists()
-    epochs_run = []
-    summary = pt.pretrain(tiny_config(), data_dir, tmp_path, callbacks=[lambda e, r: epochs_run.append(e)])
-    assert epochs_run == [2, 3]  # only the steps after the checkpoint
-    assert [r["epoch"] for r in summary["history"]] == [0, 1, 2, 3]
+    resumed_steps = Steps()
+    summary = pt.pretrain(tiny_config(), data_dir, tmp_path, callbacks=[resumed_steps])
+    assert resumed_steps.steps == list(range(11, 21))  # only the steps after the checkpoint
+    assert [r["step"] for r in summary["history"] if "valid_loss" in r] == [5, 10, 15, 20]
     resumed, uninterrupted = (
         load_file(tmp_path / "model.safetensors"),
         load_file(reference / "model.safetensors"),
@@ -133,11 +140,13 @@ def test_resume_after_a_kill_continues_from_the_checkpoint(pretrained, data_dir,
 
 
 def test_resuming_with_another_config_is_refused(data_dir, tmp_path):
-    def kill(epoch, record):
-        raise _Killed
+    class Kill:
+        def on_step(self, step, record):
+            if step == 5:
+                raise _Killed
 
     with pytest.raises(_Killed):
-        pt.pretrain(tiny_config(), data_dir, tmp_path, callbacks=[kill])
+        pt.pretrain(tiny_config(), data_dir, tmp_path, callbacks=[Kill()])
     with pytest.raises(UserError, match="different config.*lr"):
         pt.pretrain(tiny_config(lr=1e-4), data_dir, tmp_path)
 

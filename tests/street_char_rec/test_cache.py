@@ -79,3 +79,57 @@ def test_workers_receive_the_cache_path_not_the_pixels(street_data, tmp_path):
     assert len(pickle.dumps(dataset)) < 10_000
     batch = pickle.loads(pickle.dumps(dataset)).__getitems__([5, 1, 3])
     np.testing.assert_array_equal(batch["images"].numpy(), np.asarray(array)[[5, 1, 3]])
+
+
+def test_a_16_bit_grayscale_png_is_scaled_not_clipped_to_white(tmp_path):
+    from competitions.street_char_rec.cache import decode
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1024).astype(np.uint16)  # 0 .. 64512
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as img:
+        assert img.mode.startswith("I")  # Pillow reads it back as 16-bit (I;16 or I)
+    image = decode(tmp_path / "g16.png")
+    assert image.shape == (8, 8, 3) and image.dtype == np.uint8
+    assert image[0, 0, 0] == 0 and 250 <= image[-1, -1, 0] <= 255 and (image[..., 0] == image[..., 2]).all()
+    assert len(np.unique(image)) > 32  # a ramp, not all white
+
+
+def test_a_decompression_bomb_is_a_blank_test_image_or_a_training_error(data_copy, monkeypatch):
+    from competitions.street_char_rec import cache
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a 15000x15000 image without writing one
+    test = StreetCompetition().load_test(data_copy)
+    with pytest.warns(UserWarning, match="too large to decode safely"):
+        arrays = test.X.arrays(SIZE)
+    assert (arrays == cache.BLANK_VALUE).all()
+    with pytest.raises(UserError, match="too large to decode safely"):
+        StreetCompetition().load_train(data_copy).X.arrays(SIZE)
+
+
+def test_a_symlink_out_of_the_image_folder_is_refused(data_copy, tmp_path):
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (8, 8)).save(outside)
+    (data_copy / "mchar_test_a" / "zzz.png").symlink_to(outside)
+    with pytest.raises(UserError, match="zzz.png: a symbolic link to .*outside"):
+        StreetCompetition().load_test(data_copy)
+    inside = data_copy / "mchar_test_a" / "zzz.png"
+    inside.unlink()
+    inside.symlink_to(data_copy / "mchar_test_a" / "000000.png")  # a link inside the folder is fine
+    assert len(StreetCompetition().load_test(data_copy).ids) == 13
+
+
+def test_under_torchrun_rank0_builds_the_cache_and_the_other_rank_maps_it(data_copy, tmp_path):
+    import json
+
+    from tests.common.conftest import free_port, run_python
+
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(free_port()), "-m", "tests.street_char_rec.ddp_cache_worker", str(data_copy), str(out)]  # fmt: skip
+    result = run_python(args, cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1] and ranks[0]["shape"] == [56, 16, 32, 3]
+    assert result.stderr.count("caching 56 images") == 1  # decoded once, by rank 0
+    assert len(list((data_copy / ".cache").glob("labelled-*.npy"))) == 1

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from common.config import build_tree
 from common.errors import UserError
-from competitions.street_char_rec.competition import StreetCompetition
+from competitions.street_char_rec.competition import StreetCompetition, StreetData
 from competitions.street_char_rec.reader import read_labelled, read_unlabelled
 
 
@@ -84,10 +85,10 @@ def test_kfold_pools_train_and_val(street_data):
 
 
 def test_official_split_holds_out_the_val_folder(street_data):
-    data = StreetCompetition(split="official").load_train(street_data)
+    data = StreetCompetition().load_train(street_data, StreetData(split="official"))
     assert data.folds.tolist() == [-1] * 40 + [0] * 16
-    with pytest.raises(UserError, match="split 'x'"):
-        StreetCompetition(split="x").load_train(street_data)
+    with pytest.raises(UserError, match="split: Input should be 'kfold' or 'official'"):
+        build_tree({"data": StreetData}, {"split": "x"})
 
 
 def test_official_split_needs_val(data_copy):
@@ -97,7 +98,7 @@ def test_official_split_needs_val(data_copy):
     shutil.rmtree(data_copy / "mchar_val")
     assert len(StreetCompetition().load_train(data_copy).y) == 40
     with pytest.raises(UserError, match="split=official needs"):
-        StreetCompetition(split="official").load_train(data_copy)
+        StreetCompetition().load_train(data_copy, StreetData(split="official"))
 
 
 def test_submission_checks(street_data):

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from common.config import Fraction, PositiveInt, trainer_defaults
 from common.registry import register_model
+from common.trainer import TrainerConfig
 from competitions.news_text_cls.models.sequence import (
     SequenceClassifier,
     SequenceConfig,
@@ -48,14 +50,12 @@ class BiLSTMAttentionModule(nn.Module):
 
 @dataclass
 class LSTMConfig(SequenceConfig):
-    embed_dim: int = 128
-    hidden: int = 128
-    layers: int = 1
-    dropout: float = 0.2
-    max_len: int = 512
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 2e-3
+    embed_dim: PositiveInt = 128
+    hidden: PositiveInt = 128
+    layers: PositiveInt = 1
+    dropout: Fraction = 0.2
+    max_len: PositiveInt = 512
+    trainer: TrainerConfig = trainer_defaults(epochs=5, batch_size=64, lr=2e-3)
 
 
 @register_model("lstm", config=LSTMConfig)

@@ -11,34 +11,32 @@ replays the same order); evaluation batches are sorted by length and the logits 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from common.config import Fraction, NonNegativeInt, PositiveInt, Probability
 from common.distributed import resolve_device
-from common.estimator import DeepConfig, TorchEstimator
-from common.metrics import macro_f1
+from common.estimator import DeepConfig, TorchEstimator, argmax
+from common.metrics import METRICS
 from common.seed import worker_init_fn
 from competitions.news_text_cls.data import Corpus, as_corpus
 
 
 @dataclass
 class SequenceConfig(DeepConfig):
-    max_len: int = 1024
-    head_ratio: float = 0.5  #: share of ``max_len`` kept from a long document's start (the rest from its end)
-    vocab_size: int = 0  #: 0: from the data (largest id + 3)
-    class_weight: str | None = None  #: None, "balanced" or "sqrt" (inverse square root of class frequency)
-    bucket_size: int = 50  #: batches per length-sorted window
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
-        if not 0.0 <= self.head_ratio <= 1.0:
-            raise ValueError(f"head_ratio must be in [0, 1], got {self.head_ratio}")
-        if self.class_weight not in (None, "balanced", "sqrt"):
-            raise ValueError(f"class_weight must be none, 'balanced' or 'sqrt', got {self.class_weight!r}")
+    max_len: PositiveInt = 1024
+    #: share of ``max_len`` kept from a long document's start (the rest from its end)
+    head_ratio: Probability = 0.5
+    #: 0: from the data (largest id + 3)
+    vocab_size: NonNegativeInt = 0
+    #: None, "balanced" or "sqrt" (inverse square root of class frequency)
+    class_weight: Literal["balanced", "sqrt"] | None = None
+    #: batches per length-sorted window
+    bucket_size: PositiveInt = 50
+    label_smoothing: Fraction = 0.0
 
 
 def classification_output(
@@ -156,6 +154,7 @@ class SequenceClassifier(TorchEstimator):
     """A TorchEstimator over a :class:`Corpus` (subclasses set ``min_len`` and build the module)."""
 
     min_len: int = 1
+    val_metric = METRICS["macro_f1"].on(argmax)
 
     def fit(self, X, y, X_valid=None, y_valid=None, *, work_dir=None, callbacks=()):
         corpus = as_corpus(X)
@@ -168,18 +167,16 @@ class SequenceClassifier(TorchEstimator):
 
     def _make_loader(self, X, y, train: bool, generator) -> DataLoader:
         data = SequenceBatches(as_corpus(X), y, self.max_len, self.head_ratio, self.vocab_size_, self.min_len)
+        cfg = self.trainer
         sampler = LengthBucketSampler(
-            data.kept_lengths, self.batch_size, shuffle=train, seed=self.seed, bucket_size=self.bucket_size
+            data.kept_lengths, cfg.batch_size, shuffle=train, seed=cfg.seed, bucket_size=self.bucket_size
         )
         return DataLoader(
             data,
             batch_sampler=sampler,
             collate_fn=passthrough,
-            num_workers=self.num_workers,
-            pin_memory=resolve_device(self.device).type == "cuda",
-            worker_init_fn=worker_init_fn if self.num_workers else None,
-            persistent_workers=bool(self.num_workers) and train,
+            num_workers=cfg.num_workers,
+            pin_memory=resolve_device(cfg.device).type == "cuda",
+            worker_init_fn=worker_init_fn if cfg.num_workers else None,
+            persistent_workers=bool(cfg.num_workers) and train,
         )
-
-    def _val_metric(self, y_true: np.ndarray, logits: np.ndarray) -> float:
-        return macro_f1(y_true, logits.argmax(-1))

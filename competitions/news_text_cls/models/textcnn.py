@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from common.config import Fraction, PositiveInt, trainer_defaults
 from common.registry import register_model
+from common.trainer import TrainerConfig
 from competitions.news_text_cls.models.sequence import (
     SequenceClassifier,
     SequenceConfig,
@@ -46,14 +50,13 @@ class TextCNNModule(nn.Module):
 
 @dataclass
 class TextCNNConfig(SequenceConfig):
-    embed_dim: int = 128
-    num_filters: int = 128
-    kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4, 5])
-    dropout: float = 0.3
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
+    embed_dim: PositiveInt = 128
+    num_filters: PositiveInt = 128
+    kernel_sizes: Annotated[list[PositiveInt], Field(min_length=1)] = field(
+        default_factory=lambda: [2, 3, 4, 5]
+    )
+    dropout: Fraction = 0.3
+    trainer: TrainerConfig = trainer_defaults(epochs=5, batch_size=128, lr=2e-3, weight_decay=1e-4)
 
 
 @register_model("textcnn", config=TextCNNConfig)

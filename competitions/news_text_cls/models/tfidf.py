@@ -13,9 +13,10 @@ decision_function)`` (or Platt-calibrated with ``calibrate=true``), so rows sum 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
@@ -24,33 +25,29 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassif
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
+from common.config import ConfigBase, PositiveFloat, PositiveInt
+from common.errors import UserError
 from common.registry import register_model
 from competitions.news_text_cls.data import Corpus, as_texts
 
 
 @dataclass
-class TfidfConfig:
-    ngram_max: int = 2  #: word n-grams 1..ngram_max over the ids
-    min_df: int = 3
-    max_df: float = 1.0
-    max_features: int | None = 500_000
+class TfidfConfig(ConfigBase):
+    ngram_max: PositiveInt = 2  #: word n-grams 1..ngram_max over the ids
+    min_df: PositiveInt = 3  #: ignore n-grams in fewer documents
+    max_df: Annotated[float, Field(gt=0, le=1)] = 1.0  #: ignore n-grams in a larger share of documents
+    max_features: PositiveInt | None = 500_000
     sublinear_tf: bool = True
     vocab_fit: Literal["unlabelled", "fold"] = "unlabelled"
     classifier: Literal["linearsvc", "sgd", "logreg", "ridge"] = "sgd"
-    C: float = 1.0  #: inverse regularisation (linearsvc, logreg)
-    alpha: float = 2e-5  #: regularisation (sgd; ridge uses alpha * n_rows)
-    class_weight: str | None = None  #: None or "balanced"
-    max_iter: int = 8  #: epochs (sgd) or solver iterations (others use max(max_iter, 1000) / 200)
-    softmax_scale: float = 5.0
+    C: PositiveFloat = 1.0  #: inverse regularisation (linearsvc, logreg)
+    alpha: PositiveFloat = 2e-5  #: regularisation (sgd; ridge uses alpha * n_rows)
+    class_weight: Literal["balanced"] | None = None
+    max_iter: PositiveInt = 8  #: epochs (sgd) or solver iterations (others use max(max_iter, 1000) / 200)
+    softmax_scale: PositiveFloat = 5.0
     calibrate: bool = False
-    n_jobs: int = 2  #: SGD's one-vs-rest parallelism
+    n_jobs: PositiveInt = 2  #: SGD's one-vs-rest parallelism
     seed: int = 42
-
-    def __post_init__(self) -> None:
-        if self.ngram_max < 1:
-            raise ValueError(f"ngram_max must be >= 1, got {self.ngram_max}")
-        if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be none or 'balanced', got {self.class_weight!r}")
 
 
 @register_model("tfidf", config=TfidfConfig)
@@ -131,6 +128,16 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
         return vec.transform(as_texts(X))
 
     # ------------------------------------------------------------------ estimator contract
+    def check_data(self, X, y) -> None:
+        """``min_df`` above the number of documents would leave no vocabulary: say so before anything runs."""
+        n_docs = len(X) + (
+            len(X.unlabelled_texts()) if isinstance(X, Corpus) and self.vocab_fit == "unlabelled" else 0
+        )
+        if self.min_df > n_docs:
+            raise UserError(
+                f"min_df={self.min_df} is above the {n_docs} documents the vocabulary is fitted on"
+            )
+
     def fit(self, X, y, X_valid=None, y_valid=None):
         y = np.asarray(y)
         clf = self._classifier(len(y))

@@ -6,9 +6,9 @@ first ids (wrap-around), so every block is full: no padding, no attention mask, 
 no id of the corpus is lost.
 
 Training batches come from :class:`BlockBatchSampler`, an endless stream of per-pass permutations of the blocks cut
-into fixed-size "epochs" of ``batches_per_epoch`` batches (one checkpoint interval of the trainer). The order of
-epoch ``e`` depends only on ``(seed, e)``, so a run resumed after a kill sees the same batches as one never
-stopped. Masking is dynamic (:class:`transformers.DataCollatorForLanguageModeling`, drawn per batch); the held-out
+into "epochs" of ``batches_per_epoch`` batches (pretraining runs one epoch of all its steps). The order of epoch
+``e`` depends only on ``(seed, e)``, and the sampler can start an epoch ``n`` batches in (``skip_next``), so a run
+resumed after a kill sees the same batches as one never stopped without re-masking the ones already trained. Masking is dynamic (:class:`transformers.DataCollatorForLanguageModeling`, drawn per batch); the held-out
 blocks are masked once with a fixed seed, so their loss and accuracy are comparable between checkpoints.
 """
 
@@ -88,9 +88,15 @@ class BlockBatchSampler(Sampler):
         self.batches_per_epoch = batches_per_epoch
         self.seed = seed
         self.epoch = 0
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def skip_next(self, n_batches: int) -> bool:
+        """The next iteration starts ``n_batches`` into the epoch (a resumed run)."""
+        self._skip = int(n_batches)
+        return True
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -105,8 +111,9 @@ class BlockBatchSampler(Sampler):
 
     def __iter__(self):
         per_epoch = self.batches_per_epoch * self.batch_size
-        order = self._positions(self.epoch * per_epoch, (self.epoch + 1) * per_epoch)
-        yield from order.reshape(self.batches_per_epoch, self.batch_size)
+        skip, self._skip = self._skip, 0
+        order = self._positions(self.epoch * per_epoch + skip * self.batch_size, (self.epoch + 1) * per_epoch)
+        yield from order.reshape(-1, self.batch_size)
 
 
 def split_blocks(n_blocks: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

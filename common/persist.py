@@ -1,0 +1,180 @@
+"""Fitted models stored in formats that cannot run code when loaded.
+
+- A deep model (:class:`~common.estimator.TorchEstimator`): ``estimator.json`` (model name, params, the fitted
+  attributes that are plain values) + ``fitted.safetensors`` (fitted arrays) + ``model.safetensors`` (the network's
+  weights). Loading rebuilds the estimator from its registered name and params, restores the fitted attributes,
+  builds the network (``_restore_module``) and loads the weights into it.
+- A scikit-learn model: ``estimator.json`` + ``model.skops``, loaded with skops, which refuses any type that is
+  not a scikit-learn/numpy/scipy type it trusts or one of this repository's registered model classes.
+
+Nothing is unpickled. A file that is not what its name says (a planted pickle, a truncated write) is a
+:class:`~common.errors.UserError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.atomic import atomic_path, write_json
+from common.config import to_dict
+from common.errors import UserError
+
+FORMAT = 1
+META, WEIGHTS, ARRAYS, SKOPS = "estimator.json", "model.safetensors", "fitted.safetensors", "model.skops"
+#: modules whose types skops may load besides those it trusts by default (with the registered model's own class)
+TRUSTED_PREFIXES = ("sklearn.",)
+
+
+def _is_torch(estimator) -> bool:
+    from common.estimator import TorchEstimator
+
+    return isinstance(estimator, TorchEstimator)
+
+
+def _params(estimator) -> dict:
+    return {
+        k: (to_dict(v) if hasattr(v, "__dataclass_fields__") else v)
+        for k, v in estimator.get_params(deep=False).items()
+    }
+
+
+def _split_fitted(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Fitted attributes (``name_``) as JSON-able values and tensors; anything else is a bug to fix in the model."""
+    plain: dict[str, Any] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in vars(estimator).items():
+        if not name.endswith("_") or name.startswith("_") or name == "module_":
+            continue
+        if isinstance(value, torch.Tensor):
+            tensors[name] = value.detach().cpu().contiguous()
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            tensors[name] = torch.from_numpy(np.ascontiguousarray(value))
+            plain[name] = {"__ndarray__": True}
+        elif isinstance(value, np.ndarray):
+            plain[name] = {"__ndarray__": value.tolist(), "dtype": value.dtype.str}
+        else:
+            plain[name] = _jsonable(value, name)
+    return plain, tensors
+
+
+def _jsonable(value: Any, name: str) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, name) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, name) for k, v in value.items()}
+    raise TypeError(
+        f"fitted attribute {name!r} of type {type(value).__name__} cannot be stored without pickle"
+    )
+
+
+def save(estimator, folder: str | Path) -> None:
+    """Write a fitted estimator into ``folder`` (each file atomically; ``estimator.json`` last)."""
+    folder = Path(folder)
+    meta = {"format": FORMAT, "model": estimator.model_name, "params": _params(estimator)}
+    if _is_torch(estimator):
+        from safetensors.torch import save_file, save_model
+
+        plain, tensors = _split_fitted(estimator)
+        with atomic_path(folder / WEIGHTS) as tmp:
+            save_model(estimator.module_, str(tmp))
+        with atomic_path(folder / ARRAYS) as tmp:
+            save_file(tensors, str(tmp))
+        meta.update(kind="torch", fitted=plain)
+    else:
+        import skops.io as sio
+
+        with atomic_path(folder / SKOPS) as tmp:
+            sio.dump(estimator, tmp)
+        meta.update(kind="skops")
+    write_json(folder / META, meta)
+
+
+def files(folder: str | Path) -> list[Path]:
+    """The files :func:`save` writes for the estimator stored in ``folder`` (what exists of them)."""
+    folder = Path(folder)
+    return [folder / n for n in (META, WEIGHTS, ARRAYS, SKOPS) if (folder / n).exists()]
+
+
+def _read_meta(folder: Path) -> dict:
+    path = folder / META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; the fold has no saved model (retrain it)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); it was not written by this repository") from None
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != FORMAT
+        or meta.get("kind") not in ("torch", "skops")
+    ):
+        raise UserError(f"{path}: not an estimator description of format {FORMAT}; retrain the fold")
+    return meta
+
+
+def load(folder: str | Path):
+    """The estimator :func:`save` wrote into ``folder``."""
+    from common.registry import create_model
+
+    folder = Path(folder)
+    meta = _read_meta(folder)
+    try:
+        estimator = create_model(meta["model"], **meta["params"])
+    except UserError as exc:
+        raise UserError(f"{folder / META}: {exc}") from None
+    if meta["kind"] == "skops":
+        return _load_skops(folder / SKOPS, type(estimator))
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, load_model
+
+    try:
+        tensors = load_file(str(folder / ARRAYS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{folder / ARRAYS}: not a safetensors file ({exc})") from None
+    for name, value in meta.get("fitted", {}).items():
+        if isinstance(value, dict) and "__ndarray__" in value:
+            if value["__ndarray__"] is True:
+                value = tensors[name].numpy()
+            else:
+                value = np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
+        setattr(estimator, name, value)
+    for name, tensor in tensors.items():
+        if not isinstance(meta.get("fitted", {}).get(name), dict):
+            setattr(estimator, name, tensor)
+    module = estimator._restore_module()
+    try:
+        load_model(module, str(folder / WEIGHTS), strict=True, device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise UserError(f"{folder / WEIGHTS}: cannot load the model's weights ({reason})") from None
+    module.eval()
+    estimator.module_ = module
+    return estimator
+
+
+def _load_skops(path: Path, model_cls: type):
+    import skops.io as sio
+
+    own = f"{model_cls.__module__}.{model_cls.__qualname__}"
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a file that is not its format
+        raise UserError(f"{path}: not a skops file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    refused = [t for t in untrusted if t != own and not t.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise UserError(
+            f"{path}: holds types this repository does not trust ({', '.join(refused[:3])}); refusing to load it"
+        )
+    try:
+        return sio.load(path, trusted=untrusted)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path}: cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None

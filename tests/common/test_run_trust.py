@@ -1,0 +1,349 @@
+"""Runs a user can trust (the run-store issue): every case below was a reproduced failure of the old code.
+
+Changed data is noticed, nothing in a run folder is unpickled, two processes cannot corrupt a run, bad values and
+filesystem errors are one line with exit code 2 and nothing half-written, damaged or old run folders are named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.common.conftest import subprocess_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def train(cli, run_dir, model="toy_logreg", *extra):
+    return cli(
+        "train",
+        "--model",
+        model,
+        "--data-dir",
+        cli.data,
+        "--run-dir",
+        run_dir,
+        "--folds",
+        3,
+        "--quiet",
+        *extra,
+    )
+
+
+def snapshot(folder: Path) -> dict:
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+# ------------------------------------------------------------------------------------------ 1. changed data
+def test_a_changed_test_file_repredicts_from_the_fold_models_without_retraining(cli, tmp_path):
+    run = tmp_path / "runs/lr"
+    assert train(cli, run)[0] == 0
+    models = {
+        k: v
+        for k, v in snapshot(run).items()
+        if k.endswith(("estimator.json", "model.skops", "metrics.json"))
+    }
+    test = pd.read_csv(cli.data / "test.csv")
+    test.iloc[::-1].to_csv(cli.data / "test.csv", index=False)  # same rows, reversed: same count, same size
+    code, out, err = train(cli, run)
+    assert code == 0, err
+    assert (
+        "test data changed since this run (test.csv): re-predicted the test probabilities of 3 trained fold model(s), no retraining"
+        in out
+    )
+    assert {k: v for k, v in snapshot(run).items() if k in models} == models  # no fold retrained
+    assert cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")[0] == 0
+    assert pd.read_csv(tmp_path / "p.csv").equals(pd.read_csv(run / "submission.csv"))
+    code, out, _ = train(cli, run)  # recorded now: no second re-prediction
+    assert code == 0 and "re-predicted" not in "\n".join(out)
+
+
+def test_changed_training_data_is_refused_until_forced(cli, tmp_path):
+    run = tmp_path / "runs/lr"
+    assert train(cli, run)[0] == 0
+    frame = pd.read_csv(cli.data / "train.csv")
+    frame["label"] = frame["label"].sample(frac=1.0, random_state=0).to_numpy()  # same rows, other labels
+    frame.to_csv(cli.data / "train.csv", index=False)
+    before = snapshot(run)
+    code, _, err = train(cli, run)
+    assert code == 2 and err.count("\n") == 1
+    assert "data changed since this run was trained (train.csv differ" in err and "--force" in err
+    assert snapshot(run) == before
+    code, out, err = train(cli, run, "toy_logreg", "--force")
+    assert code == 0, err
+    assert "its data changed and --force given" in "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------ 2. no unpickling
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant(path: Path, marker: Path) -> None:
+    path.write_bytes(pickle.dumps({"weights": _Evil(marker)}))
+
+
+@pytest.mark.parametrize(
+    "model, slot, verb",
+    [
+        ("toy_mlp", "fold0/estimator.json", "predict"),
+        ("toy_mlp", "fold0/model.safetensors", "predict"),
+        ("toy_mlp", "fold0/fitted.safetensors", "predict"),
+        ("toy_logreg", "fold0/model.skops", "predict"),
+        ("toy_mlp", "fold0/last.pt", "train"),
+        ("toy_logreg", "fold1/oof.npy", "train"),
+        ("toy_logreg", "fold1/oof_ids.npy", "train"),
+        ("toy_logreg", "fold2/test.npy", "train"),
+        ("toy_logreg", "fold0/metrics.json", "train"),
+        ("toy_logreg", "run.json", "train"),
+        ("toy_logreg", "config.yaml", "predict"),
+        ("toy_logreg", "oof.npy", "blend"),
+        ("toy_logreg", "test.npy", "blend"),
+        ("toy_logreg", "cv.json", "leaderboard"),
+    ],
+)
+def test_a_planted_pickle_in_any_artefact_slot_never_runs(cli, tmp_path, model, slot, verb):
+    run = tmp_path / "runs/toy/r"
+    extra = ["--set", "epochs=1"] if model == "toy_mlp" else []
+    assert train(cli, run, model, *extra)[0] == 0
+    assert train(cli, tmp_path / "runs/toy/other", "toy_logreg", "--set", "C=0.5")[0] == 0
+    marker = tmp_path / "pwned"
+    if slot.endswith("last.pt"):
+        (run / "fold0/metrics.json").unlink()  # a crashed fold: train resumes it from last.pt
+    _plant(run / slot, marker)
+    if verb == "predict":
+        code, _, err = cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")
+    elif verb == "train":
+        code, _, err = train(cli, run, model, *extra)
+    elif verb == "blend":
+        code, _, err = cli(
+            "blend", "--data-dir", cli.data, "--runs", run, tmp_path / "runs/toy/other", "--out", "b"
+        )
+    else:
+        code = 2
+        from common.leaderboard import leaderboard
+
+        err = leaderboard(tmp_path / "runs")["status"].str.cat(sep="\n")
+    assert not marker.exists(), f"{slot} ran code"
+    assert code == 2
+    assert Path(slot).name in err, err
+
+
+def test_yaml_tags_that_would_build_objects_are_refused(cli, tmp_path):
+    run = tmp_path / "runs/r"
+    assert train(cli, run)[0] == 0
+    marker = tmp_path / "pwned"
+    (run / "config.yaml").write_text(f"model: !!python/object/apply:os.system ['touch {marker}']\n")
+    code, _, err = cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")
+    assert code == 2 and "config.yaml: not valid YAML" in err and not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------ 3. locks
+def _start_holder(run: Path, fold: int | str) -> subprocess.Popen:
+    """Another process holding ``run``'s fold lock (as a training process does)."""
+    code = (
+        "import sys, time\n"
+        "from common.store import RunStore\n"
+        f"lock = RunStore({str(run)!r}).fold_lock({fold!r}).acquire()\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=subprocess_env(), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_process_on_a_run_exits_2_naming_the_holder_and_a_killed_holder_blocks_nothing(
+    cli, tmp_path
+):
+    run = tmp_path / "runs/lr"
+    run.mkdir(parents=True)
+    holder = _start_holder(run, 0)
+    try:
+        code, _, err = train(cli, run)
+        assert code == 2 and err.count("\n") == 1
+        assert f"pid {holder.pid} on host {socket.gethostname()}" in err and "fold 0" in err
+        assert not (run / "config.yaml").exists()  # nothing written by the refused process
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a crash leaves the lock file behind
+        holder.wait()
+    assert (run / ".fold0.lock").exists()
+    code, out, err = train(cli, run)
+    assert code == 0, err
+
+
+def test_other_params_while_a_run_trains_are_refused(cli, tmp_path):
+    run = tmp_path / "runs/mlp"
+    assert train(cli, run, "toy_mlp", "--set", "epochs=1", "--fold", 0)[0] == 0
+    holder = _start_holder(run, 1)  # fold 1 is being trained with epochs=1
+    try:
+        code, _, err = train(cli, run, "toy_mlp", "--set", "epochs=2", "--force")
+        assert code == 2 and f"pid {holder.pid}" in err and "another config" in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_parallel_fold_jobs_on_one_run_each_take_their_own_fold(tmp_path, toy_dir):
+    """``make -j folds``: one process per fold on the same run folder, then the merge."""
+    base = [sys.executable, "-m", "tests.common.toy", "train", "--model", "toy_mlp", "--data-dir", str(toy_dir),
+            "--run-dir", "run", "--folds", "3", "--quiet", "--set", "epochs=2"]  # fmt: skip
+    jobs = [
+        subprocess.Popen(
+            [*base, "--fold", str(k)], cwd=tmp_path, env=subprocess_env(), stderr=subprocess.PIPE, text=True
+        )
+        for k in range(3)
+    ]
+    for job in jobs:
+        assert job.wait(timeout=300) == 0, job.stderr.read()[-2000:]
+    merged = subprocess.run(
+        base, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout.count("already complete, skipped") == 3 and "CV accuracy" in merged.stdout
+    manifest = json.loads((tmp_path / "run/run.json").read_text())
+    assert set(manifest["folds"]) == {"0", "1", "2"}  # every job recorded its fold in run.json
+
+
+# ------------------------------------------------------------------------------------------ 4-5. errors
+def test_a_run_dir_that_is_a_file_is_one_line(cli, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    code, _, err = train(cli, tmp_path / "afile")
+    assert code == 2 and err == f"error: --run-dir {tmp_path / 'afile'} is a file, not a folder\n"
+
+
+def test_an_unwritable_run_dir_is_one_line_with_nothing_written(cli, tmp_path, monkeypatch):
+    """A read-only folder (simulated: the tests run as root, whom permissions do not stop)."""
+    real_touch = Path.touch
+
+    def touch(self, *args, **kwargs):
+        if "runs" in self.parts:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_touch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "touch", touch)
+    code, _, err = train(cli, tmp_path / "runs/ro")
+    assert (
+        code == 2
+        and err.startswith("error: --run-dir")
+        and "Permission denied" in err
+        and err.count("\n") == 1
+    )
+    assert not list((tmp_path / "runs/ro").iterdir())
+
+
+def test_a_filesystem_error_anywhere_is_one_line_exit_2(cli, tmp_path, monkeypatch):
+    import common.store
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", "runs/x/config.yaml")
+
+    monkeypatch.setattr(common.store, "write_text", full_disk)
+    code, _, err = train(cli, tmp_path / "runs/x")
+    assert code == 2 and err == "error: No space left on device: runs/x/config.yaml\n"
+
+
+@pytest.mark.parametrize("verb", ["train", "predict"])
+def test_a_corrupt_config_is_one_line(cli, tmp_path, verb):
+    run = tmp_path / "runs/lr"
+    assert train(cli, run)[0] == 0
+    (run / "config.yaml").write_text("model: [toy_logreg\n")
+    if verb == "train":
+        code, _, err = train(cli, run)
+    else:
+        code, _, err = cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")
+    assert code == 2 and err.count("\n") == 1 and "config.yaml: not valid YAML" in err
+
+
+# ------------------------------------------------------------------------------------------ the old layout
+def _old_layout(run: Path) -> None:
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        yaml.safe_dump({"competition": "toy", "model": "toy_logreg", "n_folds": 3})
+    )
+    (run / "fold0").mkdir()
+    (run / "fold0/model.pkl").write_bytes(b"an old joblib pickle")
+    (run / "fold0/metrics.json").write_text(json.dumps({"fold": 0, "score": 0.5, "metric": "accuracy"}))
+
+
+def test_an_old_run_folder_is_refused_with_a_message_to_rerun(cli, tmp_path):
+    run = tmp_path / "runs/toy/old"
+    _old_layout(run)
+    code, _, err = train(cli, run)
+    assert code == 2 and "older version of this repository (it has no run.json)" in err and "re-run" in err
+    code, _, err = cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")
+    assert code == 2 and "older version" in err
+    from common.leaderboard import leaderboard
+
+    board = leaderboard(tmp_path / "runs")
+    assert board["status"].iat[0].startswith("broken: ") and "re-run" in board["status"].iat[0]
+    code, out, err = train(cli, run, "toy_logreg", "--force")
+    assert code == 0, err
+    assert not (run / "fold0/model.pkl").exists()
+
+
+# ------------------------------------------------------------------------------------------ 6. duplicates
+def test_duplicated_training_rows_share_a_fold_and_are_reported(cli, tmp_path):
+    frame = pd.read_csv(cli.data / "train.csv")
+    doubled = pd.concat([frame, frame.assign(id=frame["id"] + "b")], ignore_index=True)
+    doubled.to_csv(cli.data / "train.csv", index=False)
+    code, out, err = train(cli, tmp_path / "runs/lr")
+    assert code == 0, err
+    assert "warning: 200 training row(s) duplicate another row exactly" in "\n".join(out)
+    folds = pd.read_csv(next((tmp_path / "runs/toy/folds").glob("folds-k3-*.csv")))
+    fold_of = dict(zip(folds["id"], folds["fold"], strict=True))
+    assert all(fold_of[i] == fold_of[i + "b"] for i in frame["id"])
+    assert np.bincount(folds["fold"]).min() > 100  # still three balanced folds
+
+
+def test_a_label_longer_than_the_positions_is_found_before_anything_is_written(tmp_path):
+    import competitions.street_char_rec.models  # noqa: F401
+    from common.errors import UserError
+    from common.registry import create_model
+
+    model = create_model("cnn", max_chars=3)
+    with pytest.raises(UserError, match=r"label '12345' has 5 digits but max_chars is 3"):
+        model.check_data(None, np.array(["12", "12345"]))
+
+
+# ------------------------------------------------------------------------------------------ 8. seconds
+def test_the_manifest_records_wall_seconds_per_fold(cli, tmp_path):
+    run = tmp_path / "runs/mlp"
+    assert train(cli, run, "toy_mlp", "--set", "epochs=1")[0] == 0
+    manifest = json.loads((run / "run.json").read_text())
+    assert all(manifest["folds"][k]["seconds"] > 0 for k in ("0", "1", "2"))
+    assert manifest["seeds"] == {"folds": 42, "model": 42}
+
+
+def test_artefacts_get_the_umask_mode_not_a_private_temp_file_mode(cli, tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert train(cli, tmp_path / "runs/lr")[0] == 0
+    modes = {
+        str(p.relative_to(tmp_path)): p.stat().st_mode & 0o777
+        for p in (tmp_path / "runs/lr").rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # mkstemp alone would give 0o600
