@@ -82,7 +82,7 @@ def build_run_config(
 ) -> RunConfig:
     """Defaults <- ``--config`` YAML <- ``--set`` (flat keys routed to the data or model section); ``--seed`` seeds
     the model too unless a seed was set; ``--quiet`` silences the trainer. Validates every value."""
-    entry = get_model_entry(model_name)
+    entry = get_model_entry(model_name, competition.models_module)
     values = dict(load_yaml(config_file)) if config_file else {}
     given = parse_overrides(overrides)
     values.update(given)
@@ -99,8 +99,8 @@ def build_run_config(
     return RunConfig(tree["data"], model_cfg, values)
 
 
-def make_model(model_name: str, run_config: RunConfig):
-    return create_model(model_name, **run_config.model_params())
+def make_model(competition: Competition, model_name: str, run_config: RunConfig):
+    return create_model(model_name, where=competition.models_module, **run_config.model_params())
 
 
 def check_data(model, data: TrainData) -> None:
@@ -258,7 +258,7 @@ def cmd_train(competition: Competition, args) -> int:
         raise UserError(f"--run-dir {store.path} is a file, not a folder")
     data = competition.load_train(data_dir, run_config.data)
     test = competition.load_test(data_dir, run_config.data)
-    model = make_model(args.model, run_config)
+    model = make_model(competition, args.model, run_config)
     check_data(model, data)
     if args.fold == FULL and test is None:
         raise UserError(
@@ -458,7 +458,7 @@ def cmd_tune(competition: Competition, args) -> int:
     data_dir = data_dir_of(competition, args)
     folds_dir = Path(args.folds_dir) if args.folds_dir else Path("runs") / competition.name / "folds"
     data = competition.load_train(data_dir, run_config.data)
-    check_data(make_model(args.model, run_config), data)
+    check_data(make_model(competition, args.model, run_config), data)
     folds, _ = resolve_folds(data, folds_dir, args.folds, args.seed)
     result = tuning.tune(
         competition,
@@ -529,7 +529,7 @@ def cmd_models(competition: Competition, args) -> int:
     for name in list_models(module=competition.models_module):
         print(name)
         if args.params:
-            config = get_model_entry(name).config_cls()
+            config = get_model_entry(name, competition.models_module).config_cls()
             for path in leaves({"model": type(config)}):
                 value = config
                 for part in path[1:]:

@@ -79,7 +79,12 @@ def _jsonable(value: Any, name: str) -> Any:
 def save(estimator, folder: str | Path) -> None:
     """Write a fitted estimator into ``folder`` (each file atomically; ``estimator.json`` last)."""
     folder = Path(folder)
-    meta = {"format": FORMAT, "model": estimator.model_name, "params": _params(estimator)}
+    meta = {
+        "format": FORMAT,
+        "model": estimator.model_name,
+        "module": type(estimator).__module__,
+        "params": _params(estimator),
+    }
     if _is_torch(estimator):
         from safetensors.torch import save_file, save_model
 
@@ -128,7 +133,7 @@ def load(folder: str | Path):
     folder = Path(folder)
     meta = _read_meta(folder)
     try:
-        estimator = create_model(meta["model"], **meta["params"])
+        estimator = create_model(meta["model"], where=meta.get("module"), **meta["params"])
     except UserError as exc:
         raise UserError(f"{folder / META}: {exc}") from None
     if meta["kind"] == "skops":

@@ -105,11 +105,12 @@ def tune(
 
     ``base_params``: the model's resolved config (nested) every trial starts from; ``base_values``: the flat
     values the user fixed (YAML + ``--set``, data keys included), written with the searched ones to the YAML."""
-    entry = get_model_entry(model_name)
+    where = competition.models_module
+    entry = get_model_entry(model_name, where)
     space = getattr(entry.cls, "search_space", None)
     if space is None:
         raise UserError(f"model {model_name!r} declares no search_space; nothing to tune")
-    base = flat_keys(build_model_config(model_name, base_params or {}))
+    base = flat_keys(build_model_config(model_name, base_params or {}, where))
     base_values = dict(base_values or {})
     study_name = study_name or f"{competition.name}-{model_name}"
     work_root = Path(work_root) if work_root else Path("runs") / competition.name / "tune" / study_name
@@ -122,7 +123,7 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         searched = space(trial)
-        model = create_model(model_name, **{**base, **searched})
+        model = create_model(model_name, where=where, **{**base, **searched})
         store = RunStore(work_root / f"trial{trial.number}")
         scores: list[float] = []
         trial.set_user_attr("params", _plain({**base_values, **searched}))

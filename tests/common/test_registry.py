@@ -35,6 +35,7 @@ def test_registering_a_name_twice_is_refused():
     class Other:
         pass
 
+    Other.__module__ = "tests.common.toy"  # the same contest (namespace) as toy_mlp
     with pytest.raises(ValueError, match="already registered"):
         register_model("toy_mlp")(Other)
 
@@ -86,3 +87,24 @@ def test_contest_model_modules_import():
     from tests.common.models_under_test import IMPORT_ERRORS
 
     assert not IMPORT_ERRORS, IMPORT_ERRORS
+
+
+def test_two_contests_may_use_the_same_model_name():
+    from common import registry
+
+    made = []
+    for contest in ("competitions.alpha", "competitions.beta"):
+        cls = type("Dup", (), {"__module__": f"{contest}.models"})
+        registry.register_model("dup_model")(cls)
+        made.append(cls)
+    try:
+        assert registry.get_model_entry("dup_model", where="competitions.alpha.models").cls is made[0]
+        assert registry.get_model_entry("dup_model", where="competitions.beta.models.x").cls is made[1]
+        with pytest.raises(UserError, match="registered by several contests"):
+            registry.get_model_entry("dup_model")
+        with pytest.raises(UserError, match="unknown model 'dup_model'"):
+            registry.get_model_entry("dup_model", where="competitions.gamma.models")
+        assert registry.list_models("dup_*") == ["dup_model"]
+    finally:
+        for ns in ("competitions.alpha", "competitions.beta"):
+            registry._MODELS.pop((ns, "dup_model"))
