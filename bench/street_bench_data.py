@@ -539,7 +539,7 @@ def build(
     return summary
 
 
-def test_labels(data_dir: str | Path) -> dict[str, str]:
+def read_test_labels(data_dir: str | Path) -> dict[str, str]:
     """{test image name: digit string} from ``test_labels.json``."""
     entries = json.loads((Path(data_dir) / "test_labels.json").read_text(encoding="utf-8"))
     return {name: "".join(str(d) for d in e["label"]) for name, e in entries.items()}
@@ -547,7 +547,7 @@ def test_labels(data_dir: str | Path) -> dict[str, str]:
 
 def score(data_dir: str | Path, predictions: dict[str, str]) -> float:
     """Whole-string accuracy of ``{name: string}`` against ``test_labels.json`` (a missing name is wrong)."""
-    truth = test_labels(data_dir)
+    truth = read_test_labels(data_dir)
     return sum(predictions.get(name) == label for name, label in truth.items()) / len(truth)
 
 
