@@ -123,11 +123,12 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.method == "reference":
         result = run_reference(args.data_dir, args.epochs, args.num_workers, args.seed)
-        result["command"] = (
-            f"bench/street_models.py --data-dir {args.data_dir} reference --epochs {args.epochs}"
+        result["command"] = shlex.join(
+            ["bench/street_models.py", *(argv if argv is not None else sys.argv[1:])]
         )
     else:
-        result = run_repo(args.data_dir, args.model, args.set, args.run_dir, args.seed)
+        result = run_repo(args.data_dir, args.model, args.set, args.run_dir, args.seed, args.threads)
+    result["threads"] = args.threads
     print(json.dumps(result), flush=True)
     return 0
 
