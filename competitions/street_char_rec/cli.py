@@ -22,6 +22,12 @@ def add_synth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=1000, help="test images (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
+    p.add_argument(
+        "--fonts-dir",
+        default=None,
+        help="a folder of .ttf/.otf fonts to use besides the bundled ones (default: bundled only, so the data "
+        "is the same on every machine)",
+    )
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -30,7 +36,9 @@ def run_synth(args: argparse.Namespace) -> int:
     for flag in ("n_train", "n_val", "n_test"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} must be >= 0")
-    summary = write_dataset(args.out, args.n_train, args.n_val, args.n_test, args.seed, args.workers)
+    summary = write_dataset(
+        args.out, args.n_train, args.n_val, args.n_test, args.seed, args.workers, fonts_dir=args.fonts_dir
+    )
     print(json.dumps(summary))
     return 0
 

@@ -1,15 +1,21 @@
 """Demo data in the contest's exact layout: SVHN-like house-number crops rendered with PIL.
 
 ``mchar_train/000000.png ...`` + ``mchar_train.json``, ``mchar_val/`` + ``mchar_val.json``, ``mchar_test_a/``. Each
-image holds 1-6 digits (mostly 1-4) printed in one of the machine's TrueType fonts whose digit glyphs all exist
-(PIL's scalable built-in font when the machine has none), in varied colours, on a plate or not, over background
-clutter, then rotated, cropped with random margins, blurred, rescaled and JPEG-degraded. The JSON gives each
-digit's box (left, top, width, height) in the final image's pixels, as SVHN does. Image ``i`` of a split depends
-only on ``(seed, split, i)``, so a process pool renders the same files as a single process.
+image holds 1-6 digits (mostly 1-4) printed in one of the fonts that travel with the installation (the DejaVu,
+STIX and Computer Modern files matplotlib ships in ``mpl-data/fonts/ttf``, :data:`BUNDLED_FONTS`), in varied
+colours, on a plate or not, over background clutter, then rotated, cropped with random margins, blurred, rescaled
+and JPEG-degraded. The JSON gives each digit's box (left, top, width, height) in the final image's pixels, as SVHN
+does. Image ``i`` of a split depends only on ``(seed, split, i)``, so a process pool renders the same files as a
+single process.
+
+The machine's own fonts are never looked at, and text is laid out with PIL's basic engine (raqm, when present,
+depends on system libraries), so the same seed gives the same files on any machine with the same package versions;
+``synth.json`` records a digest of the font files used. ``fonts_dir`` (``--fonts-dir``) adds a folder's fonts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -24,14 +30,33 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from common.atomic import atomic_path, write_json
+from common.errors import UserError
 
 DIGITS = "0123456789"
-FONT_DIRS = (
-    "/usr/share/fonts",
-    "/usr/local/share/fonts",
-    "~/.fonts",
-    "~/.local/share/fonts",
-    "/Library/Fonts",
+#: font files of matplotlib's ``mpl-data/fonts/ttf`` with ordinary (lining) digits; the symbol, display, math-italic
+#: and LastResort files are left out because they map the digit code points to other shapes
+BUNDLED_FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmb10.ttf",
+    "cmss10.ttf",
+    "cmti10.ttf",
+    "cmtt10.ttf",
 )
 SPLITS = {"train": ("mchar_train", True), "val": ("mchar_val", True), "test": ("mchar_test_a", False)}
 #: number of digits 1..6: mostly 1-4, a few 5-6
@@ -50,7 +75,18 @@ def font_has_digits(font) -> bool:
     return True
 
 
-def find_fonts(dirs: Sequence[str] = FONT_DIRS) -> list[str]:
+def bundled_fonts() -> list[str]:
+    """Paths of :data:`BUNDLED_FONTS` inside the installed matplotlib."""
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    missing = [name for name in BUNDLED_FONTS if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{folder}: matplotlib's bundled fonts {missing} are missing; reinstall matplotlib")
+    return [str(folder / name) for name in BUNDLED_FONTS]
+
+
+def find_fonts(dirs: Sequence[str | Path]) -> list[str]:
     """TrueType/OpenType font files under ``dirs`` whose ten digit glyphs all exist, sorted."""
     found = []
     for root in dirs:
@@ -61,7 +97,7 @@ def find_fonts(dirs: Sequence[str] = FONT_DIRS) -> list[str]:
             if path.suffix.lower() not in (".ttf", ".otf") or "math" in path.name.lower():
                 continue
             try:
-                font = ImageFont.truetype(str(path), 32)
+                font = _font(str(path), 32)
             except OSError:
                 continue
             if font_has_digits(font):
@@ -69,11 +105,17 @@ def find_fonts(dirs: Sequence[str] = FONT_DIRS) -> list[str]:
     return found
 
 
+def fonts_digest(paths: Sequence[str]) -> str:
+    """A short hash of the font files' names and bytes, in order: equal digests, equal glyphs."""
+    h = hashlib.sha1()
+    for path in paths:
+        h.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes())
+    return h.hexdigest()[:12]
+
+
 @lru_cache(maxsize=512)
-def _font(path: str | None, size: int):
-    if path is None:
-        return ImageFont.load_default(size=size)
-    return ImageFont.truetype(path, size)
+def _font(path: str, size: int):
+    return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
 
 
 @dataclass(frozen=True)
@@ -116,7 +158,7 @@ def _rotate_point(x: float, y: float, cx: float, cy: float, degrees: float) -> t
     return cx + dx * math.cos(a) + dy * math.sin(a), cy - dx * math.sin(a) + dy * math.cos(a)
 
 
-def render(rng: np.random.Generator, fonts: Sequence[str | None]) -> Rendered:
+def render(rng: np.random.Generator, fonts: Sequence[str]) -> Rendered:
     """One SVHN-like image and its per-digit labels and boxes."""
     n = int(rng.choice(len(N_DIGITS_P), p=N_DIGITS_P)) + 1
     label = [int(d) for d in rng.integers(0, 10, size=n)]
@@ -209,14 +251,25 @@ def write_dataset(
     n_test: int = 1000,
     seed: int = 0,
     workers: int | None = None,
-    fonts: Sequence[str | None] | None = None,
+    fonts: Sequence[str] | None = None,
+    fonts_dir: str | Path | None = None,
 ) -> dict:
-    """Render the three splits under ``out``; returns counts, fonts used and images/s."""
+    """Render the three splits under ``out``; returns counts, the number and digest of the fonts, and images/s.
+
+    ``fonts`` replaces the bundled fonts; ``fonts_dir`` adds every usable font under that folder to them."""
     import time
 
     out = Path(out)
-    if fonts is None:
-        fonts = find_fonts() or [None]
+    fonts = list(bundled_fonts() if fonts is None else fonts)
+    if fonts_dir is not None:
+        if not Path(fonts_dir).is_dir():
+            raise UserError(f"--fonts-dir {fonts_dir} is not a folder")
+        extra = find_fonts([fonts_dir])
+        if not extra:
+            raise UserError(f"--fonts-dir {fonts_dir}: no .ttf/.otf font with all ten digits found")
+        fonts += extra
+    if not fonts:
+        raise UserError("no fonts to render with")
     fonts = tuple(fonts)
     workers = workers or min(os.cpu_count() or 1, 8)
     started = time.perf_counter()
@@ -247,7 +300,8 @@ def write_dataset(
         "images": total,
         "seconds": round(seconds, 3),
         "images_per_s": round(total / max(seconds, 1e-9), 1),
-        "fonts": [Path(f).name if f else "PIL default" for f in fonts],
+        "fonts": len(fonts),
+        "fonts_digest": fonts_digest(fonts),
         "seed": seed,
     }
     write_json(out / "synth.json", summary)

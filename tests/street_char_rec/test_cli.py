@@ -86,6 +86,11 @@ def test_unknown_key_and_synth_verb(tmp_path, capsys):
     )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["images"] == 7 and summary["images_per_s"] > 0
+    assert summary["fonts"] > 10 and "fonts_digest" in summary
+    assert (
+        main(["synth", "--out", str(tmp_path / "e"), "--n-train", "1", "--fonts-dir", str(tmp_path / "no")])
+        == 2
+    )
     assert len(list((tmp_path / "d/mchar_test_a").iterdir())) == 2
 
 

@@ -1,9 +1,22 @@
 import json
+import shutil
+from pathlib import Path
 
+import matplotlib
 import numpy as np
+import pytest
 from PIL import Image, ImageFont
 
-from competitions.street_char_rec.synth import find_fonts, font_has_digits, render, write_dataset
+from common.errors import UserError
+from competitions.street_char_rec import synth
+from competitions.street_char_rec.synth import (
+    BUNDLED_FONTS,
+    bundled_fonts,
+    find_fonts,
+    font_has_digits,
+    render,
+    write_dataset,
+)
 
 
 def test_layout_labels_and_boxes(street_data):
@@ -39,13 +52,36 @@ def test_same_seed_same_data_with_or_without_processes(tmp_path):
     ).read_bytes()
 
 
-def test_without_any_font_file_uses_pils_scalable_default(tmp_path):
-    assert find_fonts([str(tmp_path)]) == []
-    assert font_has_digits(ImageFont.load_default(size=30))
-    summary = write_dataset(tmp_path / "d", 5, 2, 2, seed=0, workers=1, fonts=[None])
-    assert summary["fonts"] == ["PIL default"]
-    item = render(np.random.default_rng(0), [None])
+def test_only_fonts_shipped_with_matplotlib_by_default(tmp_path, monkeypatch):
+    fonts = bundled_fonts()
+    mpl_fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    assert [Path(f).name for f in fonts] == list(BUNDLED_FONTS)
+    assert all(Path(f).parent == mpl_fonts for f in fonts)
+    assert all(font_has_digits(synth._font(f, 30)) for f in fonts)
+    assert synth._font(fonts[0], 30).layout_engine == ImageFont.Layout.BASIC  # raqm depends on system libs
+
+    def no_system_fonts(dirs):
+        raise AssertionError(f"looked for fonts in {dirs}")
+
+    monkeypatch.setattr(synth, "find_fonts", no_system_fonts)
+    summary = write_dataset(tmp_path / "d", 5, 2, 2, seed=0, workers=1)
+    assert summary["fonts"] == len(BUNDLED_FONTS) and len(summary["fonts_digest"]) == 12
+    item = render(np.random.default_rng(0), fonts)
     assert np.asarray(item.image).std() > 5  # something was drawn
+
+
+def test_fonts_dir_adds_its_fonts(tmp_path):
+    assert find_fonts([tmp_path]) == []
+    with pytest.raises(UserError, match="no .ttf/.otf font"):
+        write_dataset(tmp_path / "d0", 1, 0, 0, workers=1, fonts_dir=tmp_path)
+    with pytest.raises(UserError, match="not a folder"):
+        write_dataset(tmp_path / "d0", 1, 0, 0, workers=1, fonts_dir=tmp_path / "missing")
+    extra = tmp_path / "fonts"
+    extra.mkdir()
+    shutil.copy(bundled_fonts()[0], extra / "Extra.ttf")
+    plain = write_dataset(tmp_path / "d1", 2, 0, 0, workers=1)
+    more = write_dataset(tmp_path / "d2", 2, 0, 0, workers=1, fonts_dir=extra)
+    assert more["fonts"] == plain["fonts"] + 1 and more["fonts_digest"] != plain["fonts_digest"]
 
 
 def test_a_font_without_digit_glyphs_is_rejected():
