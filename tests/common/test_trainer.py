@@ -180,3 +180,18 @@ def test_sharded_sampler_gives_ranks_disjoint_equal_shares():
     assert [len(s) for s in shards] == [2, 2, 2] == [len(ShardedSampler(batches, r, 3)) for r in range(3)]
     flat = [tuple(b) for s in shards for b in s]
     assert len(set(flat)) == 6 and set(flat) <= {tuple(b) for b in batches}  # disjoint, from the same batches
+
+
+def test_a_module_may_bring_its_own_optimizer():
+    made = []
+
+    class _OwnOptimizer(_Linear):
+        def make_optimizer(self, lr, weight_decay):
+            made.append((lr, weight_decay))
+            return torch.optim.SGD(self.parameters(), lr=lr)
+
+    torch.manual_seed(0)
+    trainer = Trainer(_cfg(epochs=2, lr=0.1, weight_decay=0.01), metric=_acc)
+    trainer.fit(_OwnOptimizer(), _loader(), _loader(seed=1))
+    assert made == [(0.1, 0.01)]
+    assert trainer.history[-1]["train_loss"] < trainer.history[0]["train_loss"]

@@ -74,7 +74,9 @@ class TextCNN(TextCNNConfig, SequenceClassifier):
         }
 
     def _build_module(self) -> nn.Module:
-        return TextCNNModule(
+        module = TextCNNModule(
             self.vocab_size_, self.n_classes_, self.embed_dim, self.num_filters, self.kernel_sizes, self.dropout,
             self.class_weight_, self.label_smoothing,
         )  # fmt: skip
+        self._init_embedding(module.embed)
+        return module
