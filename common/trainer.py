@@ -168,6 +168,8 @@ class Trainer:
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         cfg = self.config
+        if hasattr(model, "make_optimizer"):  # a model that needs its own optimizer (e.g. sparse gradients)
+            return model.make_optimizer(cfg.lr, cfg.weight_decay)
         if hasattr(model, "param_groups"):
             groups = model.param_groups(cfg.lr, cfg.weight_decay)
         else:

@@ -401,4 +401,18 @@ def test_batch_size_none_sampler_branch_as_pretraining_uses():
     trainer = Trainer(_cfg(epochs=3), metric=_acc)
     trainer.fit(_module(), loader, _loader(seed=1))
     assert [r["step"] for r in trainer.history] == [4, 8, 12]
+
+
+def test_a_module_may_bring_its_own_optimizer():
+    made = []
+
+    class _OwnOptimizer(_Linear):
+        def make_optimizer(self, lr, weight_decay):
+            made.append((lr, weight_decay))
+            return torch.optim.SGD(self.parameters(), lr=lr)
+
+    torch.manual_seed(0)
+    trainer = Trainer(_cfg(epochs=2, lr=0.1, weight_decay=0.01), metric=_acc)
+    trainer.fit(_OwnOptimizer(), _loader(), _loader(seed=1))
+    assert made == [(0.1, 0.01)]
     assert trainer.history[-1]["train_loss"] < trainer.history[0]["train_loss"]

@@ -26,12 +26,20 @@ FAST = {
         "quiet": True,
     },
     "lstm": {"epochs": 1, "batch_size": 32, "max_len": 48, "embed_dim": 16, "hidden": 8, "quiet": True},
+    "fasttext": {
+        "epochs": 1,
+        "batch_size": 32,
+        "max_len": 64,
+        "embed_dim": 16,
+        "buckets": 5000,
+        "quiet": True,
+    },
 }
 MODELS = [m for m in list_models(module=COMP.models_module) if "bert" not in m]
 
 
-def test_the_three_baselines_are_registered():
-    assert {"tfidf", "textcnn", "lstm"} <= set(MODELS)
+def test_the_baselines_are_registered():
+    assert {"tfidf", "textcnn", "lstm", "fasttext"} <= set(MODELS)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +107,7 @@ def test_tfidf_classifiers(classifier, demo):
     assert COMP.score(train.y, model.predict_proba(train.X)) > 0.5  # it fits its own training rows
 
 
-@pytest.mark.parametrize("name", ["textcnn", "lstm"])
+@pytest.mark.parametrize("name", ["textcnn", "lstm", "fasttext"])
 def test_search_space_builds_valid_configs(name):
     import optuna
 

@@ -62,3 +62,24 @@ def test_class_weights():
     w = class_weights(np.array([0, 0, 0, 1]), 2, "balanced")
     assert w[1] > w[0] and torch.isclose((w[torch.tensor([0, 0, 0, 1])]).mean(), torch.tensor(1.0))
     assert class_weights(np.array([0, 1]), 2, None) is None
+
+
+def test_word2vec_init_uses_text_only_and_is_cached_per_store():
+    rng = np.random.default_rng(0)
+    docs = [list(rng.integers(1, 30, size=20)) for _ in range(60)]
+    corpus = Corpus.from_ids(docs)
+    y = np.arange(60) % 2
+    # one step at a vanishing lr: the weights are the initial ones
+    params = dict(max_steps=1, lr=1e-12, embed_dim=8, num_filters=4, kernel_sizes=[2], valid_size=0.0, quiet=True,
+                  embedding_init="word2vec", w2v_epochs=2)  # fmt: skip
+    a = create_model("textcnn", **params).fit(corpus, y)
+    vectors = next(v for k, v in corpus.store.cache.items() if k[0] == "w2v")
+    weight = a.module_.embed.weight.detach().numpy()
+    for i in (1, 5, 29):
+        np.testing.assert_allclose(weight[i + 1], vectors[i], rtol=1e-6)
+    assert (weight[0] == 0).all()
+    # other labels, same text: the same vectors (labels never reach word2vec), trained once for the store
+    b = create_model("textcnn", **params).fit(corpus, 1 - y)
+    np.testing.assert_array_equal(b.module_.embed.weight.detach().numpy()[2:31], weight[2:31])
+    assert sum(k[0] == "w2v" for k in corpus.store.cache) == 1
+    assert a.embedding_vectors_ is None  # not stored with the model

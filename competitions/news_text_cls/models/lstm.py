@@ -72,7 +72,9 @@ class BiLSTM(LSTMConfig, SequenceClassifier):
         }
 
     def _build_module(self) -> nn.Module:
-        return BiLSTMAttentionModule(
+        module = BiLSTMAttentionModule(
             self.vocab_size_, self.n_classes_, self.embed_dim, self.hidden, self.layers, self.dropout,
             self.class_weight_, self.label_smoothing,
         )  # fmt: skip
+        self._init_embedding(module.embed)
+        return module

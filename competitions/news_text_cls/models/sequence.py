@@ -6,6 +6,12 @@ training vocabulary. A document longer than ``max_len`` keeps its first ``round(
 its last ``max_len - head`` ids. Batches are padded to their longest document only; training batches come from
 length-sorted windows of ``bucket_size`` batches (shuffled per epoch from ``(seed, epoch)``, so a resumed run
 replays the same order); evaluation batches are sorted by length and the logits put back in row order.
+
+``embedding_init="word2vec"`` starts the embedding from word2vec vectors (gensim) trained on the text of the
+store the corpus views: every row of the training file plus its companion unlabelled test text, ids only, never
+a label (like ``tfidf``'s vocabulary). The vectors are memoised on ``corpus.store.cache`` per w2v params, so the
+k folds of a run train word2vec once. Rows of ids word2vec did not keep (below ``w2v_min_count``) keep a random
+start of the vectors' scale.
 """
 
 from __future__ import annotations
@@ -37,6 +43,13 @@ class SequenceConfig(DeepConfig):
     #: batches per length-sorted window
     bucket_size: PositiveInt = 50
     label_smoothing: Fraction = 0.0
+    #: start the embedding from word2vec vectors trained on the train + test text (ids only, never labels)
+    embedding_init: Literal["none", "word2vec"] = "none"
+    w2v_epochs: PositiveInt = 5
+    w2v_window: PositiveInt = 5
+    w2v_min_count: PositiveInt = 1
+    #: skip-gram (True) or CBOW
+    w2v_sg: bool = True
 
 
 def classification_output(
@@ -59,6 +72,47 @@ def class_weights(y_encoded: np.ndarray, n_classes: int, mode: str | None) -> to
     w = 1.0 / np.maximum(counts, 1.0) if mode == "balanced" else 1.0 / np.sqrt(np.maximum(counts, 1.0))
     w *= len(y_encoded) / float((w * counts).sum())
     return torch.tensor(w, dtype=torch.float32)
+
+
+def word2vec_vectors(
+    corpus: Corpus, dim: int, epochs: int, window: int, min_count: int, sg: bool, seed: int, workers: int = 2
+) -> dict[int, np.ndarray]:
+    """word2vec vectors of the ids in ``corpus``'s store text plus its unlabelled companion text (no labels), as
+    ``{id: vector}``; memoised on the store per params (a new params set drops the previous vectors)."""
+    from gensim.models import Word2Vec
+
+    store = corpus.store
+    key = ("w2v", dim, epochs, window, min_count, bool(sg), seed)
+    if key not in store.cache:
+        for old in [k for k in store.cache if isinstance(k, tuple) and k[0] == "w2v"]:
+            del store.cache[old]
+        texts = np.concatenate([store.texts, corpus.unlabelled_texts()])
+        # gensim cuts sentences at 10,000 tokens; longer documents go in as consecutive pieces
+        sentences = [
+            ids[i : i + 10_000] for t in texts if (ids := t.split()) for i in range(0, len(ids), 10_000)
+        ]
+        model = Word2Vec(
+            sentences, vector_size=dim, window=window, min_count=min_count, sg=int(bool(sg)), epochs=epochs,
+            seed=seed, workers=workers,
+        )  # fmt: skip
+        wv = model.wv
+        store.cache[key] = {int(k): wv.vectors[i] for i, k in enumerate(wv.index_to_key)}
+    return store.cache[key]
+
+
+def init_embedding(embed: torch.nn.Embedding, vectors: dict[int, np.ndarray]) -> None:
+    """Copy ``vectors`` (``{id: vector}``) into rows ``id + 1`` of ``embed``; the other rows (padding aside) are
+    redrawn at the vectors' scale so pretrained and fresh rows start alike."""
+    if not vectors:
+        return
+    weight = embed.weight.data
+    ids = np.array([i for i in vectors if i + 1 < weight.shape[0] - 1], dtype=np.int64)
+    mat = torch.from_numpy(np.stack([vectors[int(i)] for i in ids])).to(weight.dtype)
+    std = float(mat.std())
+    weight.normal_(0.0, std)
+    weight[torch.from_numpy(ids + 1)] = mat
+    if embed.padding_idx is not None:
+        weight[embed.padding_idx] = 0.0
 
 
 class SequenceBatches(Dataset):
@@ -162,11 +216,30 @@ class SequenceClassifier(TorchEstimator):
         _, counts = np.unique(np.asarray(y), return_counts=True)
         y_index = np.repeat(np.arange(len(counts)), counts)
         self.class_weight_ = class_weights(y_index, len(counts), self.class_weight)
+        self.embedding_vectors_ = None
+        if self.embedding_init == "word2vec":
+            self.embedding_vectors_ = word2vec_vectors(
+                corpus, self.embed_dim, self.w2v_epochs, self.w2v_window, self.w2v_min_count, self.w2v_sg,
+                self.trainer.seed,
+            )  # fmt: skip
         X_valid = as_corpus(X_valid) if X_valid is not None else None
-        return super().fit(corpus, y, X_valid, y_valid, work_dir=work_dir, callbacks=callbacks)
+        try:
+            return super().fit(corpus, y, X_valid, y_valid, work_dir=work_dir, callbacks=callbacks)
+        finally:
+            self.embedding_vectors_ = None  # in the module's weights now; not stored with the model
+
+    def _init_embedding(self, embed: torch.nn.Embedding) -> None:
+        """Start ``embed`` from the word2vec vectors when ``embedding_init="word2vec"`` (call in _build_module)."""
+        if getattr(self, "embedding_vectors_", None) is not None:
+            with torch.no_grad():
+                init_embedding(embed, self.embedding_vectors_)
 
     def _make_loader(self, X, y, train: bool, generator) -> DataLoader:
         data = SequenceBatches(as_corpus(X), y, self.max_len, self.head_ratio, self.vocab_size_, self.min_len)
+        return self._loader_of(data, train)
+
+    def _loader_of(self, data: SequenceBatches, train: bool) -> DataLoader:
+        """Length-bucketed batches of ``data`` (a :class:`SequenceBatches`), fetched a batch at a time."""
         cfg = self.trainer
         sampler = LengthBucketSampler(
             data.kept_lengths, cfg.batch_size, shuffle=train, seed=cfg.seed, bucket_size=self.bucket_size
