@@ -31,6 +31,7 @@ OUT       ?=## submission path for `make predict` (default RUN/predict.csv)
 SUB       ?=## submission file for `make lb-score` (one that train, blend, full or predict wrote)
 SCORE     ?=## its public leaderboard score, for `make lb-score`
 BOARD     ?= a## leaderboard of that score for `make lb-score`: a | b
+THRESHOLD ?= 0.95## confidence a test row needs for `make pseudo` (street: the whole string's probability)
 
 COMPS      := $(sort $(patsubst competitions/%/__main__.py,%,$(wildcard competitions/*/__main__.py)))
 ifeq ($(filter $(COMP),$(COMPS)),)
@@ -41,9 +42,8 @@ SET_ARGS    = $(foreach s,$(SET),--set $(s))
 CONFIG_ARG  = $(if $(CONFIG),--config $(CONFIG))
 LAUNCH      = $(if $(filter-out 1,$(NPROC)),$(PY) -m torch.distributed.run --standalone --nproc_per_node $(NPROC),$(PY))
 CLI         = -m competitions.$(COMP)
-# `make lb-score`: the contest named in SUB's path (submissions/<comp>/...) unless COMP is given
-SUB_COMP    = $(firstword $(filter $(COMPS),$(subst /, ,$(SUB))))
-LB_COMP     = $(if $(filter command line,$(origin COMP)),$(COMP),$(or $(SUB_COMP),$(COMP)))
+# the contest a path names (submissions/<comp>/..., runs/<comp>/...) unless COMP is given: `make lb-score`, `make pseudo`
+comp_of     = $(if $(filter command line,$(origin COMP)),$(COMP),$(or $(firstword $(filter $(COMPS),$(subst /, ,$(1)))),$(COMP)))
 # MODEL=bert on news needs a pretrained directory: make pretrains it first (pretrain.json marks it complete)
 BERT_DEPS   = $(if $(and $(filter news_text_cls,$(COMP)),$(filter bert,$(MODEL))),$(PRETRAINED)/pretrain.json)
 BERT_SET    = $(if $(BERT_DEPS),--set pretrained=$(PRETRAINED))
@@ -51,7 +51,7 @@ TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
 .PHONY: help venv demo test test-all test-gpu lint format models data train fold folds full submit predict tune blend \
-        leaderboard lb-score report pretrain bench clean
+        leaderboard lb-score pseudo report pretrain bench clean
 
 help: ## list the targets and variables
 	@echo "usage: make TARGET [VAR=value ...]"; echo; echo "targets:"
@@ -127,12 +127,16 @@ tune: $(STAMP) $(BERT_DEPS) ## Optuna study over MODEL's search space: TRIALS=n 
 blend: $(STAMP) ## blend runs of COMP: RUNS="runs/x/a runs/x/b"
 	$(PY) $(CLI) blend --data-dir $(DATA_DIR) --runs $(RUNS) $(if $(CLASS_WEIGHTS),--class-weights)
 
+pseudo: $(STAMP) ## train RUN again with its confident test predictions as extra training rows -> RUN-pseudo [THRESHOLD=0.95]
+	$(PY) -m competitions.$(call comp_of,$(RUN)) pseudo --run-dir $(RUN) --threshold $(THRESHOLD) \
+		$(if $(filter command line,$(origin DATA_DIR)),--data-dir $(DATA_DIR))
+
 leaderboard: $(STAMP) ## every run under runs/ by CV score (COMP= to filter)
 	$(PY) -m common.leaderboard $(if $(filter command line,$(origin COMP)),--competition $(COMP))
 
 lb-score: $(STAMP) ## record the public score of a submission: SUB=submissions/<comp>/<file>.csv SCORE=0.9412 [BOARD=b]
 	@test -n "$(SUB)" -a -n "$(SCORE)" || { echo "usage: make lb-score SUB=submissions/<comp>/<file>.csv SCORE=<public score> [BOARD=a|b]" >&2; exit 2; }
-	$(PY) -m competitions.$(LB_COMP) lb-score --sub $(SUB) --score $(SCORE) --board $(BOARD)
+	$(PY) -m competitions.$(call comp_of,$(SUB)) lb-score --sub $(SUB) --score $(SCORE) --board $(BOARD)
 
 report: $(STAMP) ## execute notebooks/compare_baselines.ipynb on the runs under runs/
 	$(PY) -m common.report

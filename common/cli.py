@@ -308,7 +308,7 @@ def cmd_train(competition: Competition, args) -> int:
             which,
             test,
             force=args.force,
-            on_fold_end=lambda k, m: _fold_done(store, competition, k, m),
+            on_fold_end=lambda k, m: report_fold(store, competition, k, m),
         )
     finally:
         session.release()
@@ -405,7 +405,7 @@ def _model_seed(model) -> int | None:
     return getattr(trainer, "seed", None) if trainer is not None else getattr(model, "seed", None)
 
 
-def _fold_done(store: RunStore, competition: Competition, fold, metrics: dict) -> None:
+def report_fold(store: RunStore, competition: Competition, fold, metrics: dict) -> None:
     if metrics.get("skipped"):
         _say(
             f"fold {fold}: {competition.metric.name} {metrics['score']:.5f} (already complete, skipped; --force retrains)"
@@ -609,6 +609,29 @@ def cmd_lb_score(competition: Competition, args) -> int:
     return 0
 
 
+def add_pseudo_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
+    p.add_argument("--run-dir", required=True, help="a complete run whose fold models predicted the test set")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.95,
+        help="keep test rows whose label has at least this probability (default 0.95; street: the whole string's)",
+    )
+    p.add_argument("--out", help="the new run directory (default <run-dir>-pseudo)")
+    p.add_argument("--data-dir", help="contest files (default: the run's)")
+    p.add_argument("--force", action="store_true", help="retrain complete folds, or a folder made otherwise")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--submissions-dir", default="submissions", help="archive of submissions (default submissions)"
+    )
+
+
+def cmd_pseudo(competition: Competition, args) -> int:
+    from common import pseudo
+
+    return pseudo.pseudo_cli(competition, args)
+
+
 def add_models_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
     p.add_argument("--params", action="store_true", help="also print each model's config keys and defaults")
 
@@ -652,6 +675,11 @@ SHARED: dict[str, tuple[str, Callable, Callable]] = {
         "table of every run of this contest by CV score",
         add_leaderboard_arguments,
         cmd_leaderboard,
+    ),
+    "pseudo": (
+        "train a run again with its confident test predictions as extra training rows (same folds)",
+        add_pseudo_arguments,
+        cmd_pseudo,
     ),
     "lb-score": (
         "record the public leaderboard score a submission file got (in submissions/<comp>/scores.csv)",
