@@ -31,6 +31,7 @@ OUT       ?=## submission path for `make predict` (default RUN/predict.csv)
 SUB       ?=## submission file for `make lb-score` (one that train, blend, full or predict wrote)
 SCORE     ?=## its public leaderboard score, for `make lb-score`
 BOARD     ?= a## leaderboard of that score for `make lb-score`: a | b
+PORT      ?= 8080## port of `make dashboard` (on 127.0.0.1)
 THRESHOLD ?= 0.95## confidence a test row needs for `make pseudo` (street: the whole string's probability)
 
 COMPS      := $(sort $(patsubst competitions/%/__main__.py,%,$(wildcard competitions/*/__main__.py)))
@@ -51,7 +52,7 @@ TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
 .PHONY: help venv demo test test-all test-gpu lint format models data train fold folds full submit predict tune blend \
-        leaderboard lb-score pseudo report pretrain bench clean
+        leaderboard lb-score pseudo dashboard report pretrain bench clean
 
 help: ## list the targets and variables
 	@echo "usage: make TARGET [VAR=value ...]"; echo; echo "targets:"
@@ -123,6 +124,9 @@ predict: $(STAMP) ## submission for a test file from RUN's fold models: OUT=file
 tune: $(STAMP) $(BERT_DEPS) ## Optuna study over MODEL's search space: TRIALS=n [STORAGE=url]
 	$(PY) $(CLI) tune --model $(MODEL) --data-dir $(DATA_DIR) --trials $(TRIALS) --folds $(FOLDS) --seed $(SEED) \
 		$(if $(STORAGE),--storage $(STORAGE)) $(CONFIG_ARG) $(BERT_SET) $(SET_ARGS)
+
+dashboard: $(STAMP) ## optuna-dashboard over the tuning storage on http://127.0.0.1:PORT [STORAGE=url] (Ctrl-C stops it)
+	$(PY) -m common.dashboard $(if $(STORAGE),--storage $(STORAGE)) --port $(PORT)
 
 blend: $(STAMP) ## blend runs of COMP: RUNS="runs/x/a runs/x/b"
 	$(PY) $(CLI) blend --data-dir $(DATA_DIR) --runs $(RUNS) $(if $(CLASS_WEIGHTS),--class-weights)

@@ -632,6 +632,19 @@ def cmd_pseudo(competition: Competition, args) -> int:
     return pseudo.pseudo_cli(competition, args)
 
 
+def add_dashboard_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
+    from common import dashboard
+
+    dashboard.add_arguments(p)
+
+
+def cmd_dashboard(competition: Competition, args) -> int:
+    from common import dashboard
+
+    dashboard.serve(args.storage, args.port)
+    return 0
+
+
 def add_models_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
     p.add_argument("--params", action="store_true", help="also print each model's config keys and defaults")
 
@@ -665,6 +678,11 @@ SHARED: dict[str, tuple[str, Callable, Callable]] = {
     ),
     "predict": ("write a submission from a trained run's fold models", add_predict_arguments, cmd_predict),
     "tune": ("Optuna study over a model's search space on the shared folds", add_tune_arguments, cmd_tune),
+    "dashboard": (
+        "optuna-dashboard over the tuning storage on http://127.0.0.1:PORT (every study, not only this contest's)",
+        add_dashboard_arguments,
+        cmd_dashboard,
+    ),
     "blend": ("blend runs' OOF probabilities with weights fitted on OOF", add_blend_arguments, cmd_blend),
     "models": (
         "list this contest's registered models (--params: their config keys)",
