@@ -17,7 +17,7 @@ SEED      ?= 42## seed of the folds
 DATA_DIR  ?= data/$(COMP)## the contest's files
 RUN       ?= runs/$(COMP)/$(MODEL)## run directory
 TRIALS    ?= 20## Optuna trials for `make tune`
-STORAGE   ?=## Optuna storage URL (default sqlite:///runs/optuna.db)
+STORAGE   ?=## Optuna storage: journal file or database URL (default runs/optuna.journal)
 SET       ?=## extra model params, space separated key=value
 CONFIG    ?=## YAML of model params (e.g. best params from tune)
 NPROC     ?= 1## processes (GPUs) for DDP through torchrun
@@ -28,6 +28,11 @@ SIZE      ?= small## BERT size for `make pretrain` and MODEL=bert: mini | small 
 PRETRAINED ?= runs/news_text_cls/pretrained-$(SIZE)## pretrained BERT directory for MODEL=bert
 TEST_FILE ?=## test file for `make predict` (default test_a.csv / mchar_test_a)
 OUT       ?=## submission path for `make predict` (default RUN/predict.csv)
+SUB       ?=## submission file for `make lb-score` (one that train, blend, full or predict wrote)
+SCORE     ?=## its public leaderboard score, for `make lb-score`
+BOARD     ?= a## leaderboard of that score for `make lb-score`: a | b
+PORT      ?= 8080## port of `make dashboard` (on 127.0.0.1)
+THRESHOLD ?= 0.95## confidence a test row needs for `make pseudo` (street: the whole string's probability)
 
 COMPS      := $(sort $(patsubst competitions/%/__main__.py,%,$(wildcard competitions/*/__main__.py)))
 ifeq ($(filter $(COMP),$(COMPS)),)
@@ -38,6 +43,8 @@ SET_ARGS    = $(foreach s,$(SET),--set $(s))
 CONFIG_ARG  = $(if $(CONFIG),--config $(CONFIG))
 LAUNCH      = $(if $(filter-out 1,$(NPROC)),$(PY) -m torch.distributed.run --standalone --nproc_per_node $(NPROC),$(PY))
 CLI         = -m competitions.$(COMP)
+# the contest a path names (submissions/<comp>/..., runs/<comp>/...) unless COMP is given: `make lb-score`, `make pseudo`
+comp_of     = $(if $(filter command line,$(origin COMP)),$(COMP),$(or $(firstword $(filter $(COMPS),$(subst /, ,$(1)))),$(COMP)))
 # MODEL=bert on news needs a pretrained directory: make pretrains it first (pretrain.json marks it complete)
 BERT_DEPS   = $(if $(and $(filter news_text_cls,$(COMP)),$(filter bert,$(MODEL))),$(PRETRAINED)/pretrain.json)
 BERT_SET    = $(if $(BERT_DEPS),--set pretrained=$(PRETRAINED))
@@ -45,7 +52,7 @@ TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
 .PHONY: help venv demo test test-all test-gpu lint format models data train fold folds full submit predict tune blend \
-        leaderboard report pretrain bench clean
+        leaderboard lb-score pseudo dashboard report pretrain bench clean
 
 help: ## list the targets and variables
 	@echo "usage: make TARGET [VAR=value ...]"; echo; echo "targets:"
@@ -118,11 +125,22 @@ tune: $(STAMP) $(BERT_DEPS) ## Optuna study over MODEL's search space: TRIALS=n 
 	$(PY) $(CLI) tune --model $(MODEL) --data-dir $(DATA_DIR) --trials $(TRIALS) --folds $(FOLDS) --seed $(SEED) \
 		$(if $(STORAGE),--storage $(STORAGE)) $(CONFIG_ARG) $(BERT_SET) $(SET_ARGS)
 
+dashboard: $(STAMP) ## optuna-dashboard over the tuning storage on http://127.0.0.1:PORT [STORAGE=url] (Ctrl-C stops it)
+	$(PY) -m common.dashboard $(if $(STORAGE),--storage $(STORAGE)) --port $(PORT)
+
 blend: $(STAMP) ## blend runs of COMP: RUNS="runs/x/a runs/x/b"
 	$(PY) $(CLI) blend --data-dir $(DATA_DIR) --runs $(RUNS) $(if $(CLASS_WEIGHTS),--class-weights)
 
+pseudo: $(STAMP) ## train RUN again with its confident test predictions as extra training rows -> RUN-pseudo [THRESHOLD=0.95]
+	$(PY) -m competitions.$(call comp_of,$(RUN)) pseudo --run-dir $(RUN) --threshold $(THRESHOLD) \
+		$(if $(filter command line,$(origin DATA_DIR)),--data-dir $(DATA_DIR))
+
 leaderboard: $(STAMP) ## every run under runs/ by CV score (COMP= to filter)
 	$(PY) -m common.leaderboard $(if $(filter command line,$(origin COMP)),--competition $(COMP))
+
+lb-score: $(STAMP) ## record the public score of a submission: SUB=submissions/<comp>/<file>.csv SCORE=0.9412 [BOARD=b]
+	@test -n "$(SUB)" -a -n "$(SCORE)" || { echo "usage: make lb-score SUB=submissions/<comp>/<file>.csv SCORE=<public score> [BOARD=a|b]" >&2; exit 2; }
+	$(PY) -m competitions.$(call comp_of,$(SUB)) lb-score --sub $(SUB) --score $(SCORE) --board $(BOARD)
 
 report: $(STAMP) ## execute notebooks/compare_baselines.ipynb on the runs under runs/
 	$(PY) -m common.report

@@ -153,12 +153,16 @@ def fit_class_weights(
 
 # -------------------------------------------------------------------------------------------------- checks
 def _same_folds(a: Run, b: Run) -> bool:
+    """Whether two runs scored the same rows on the same folds: the same folds file, or two files that put every
+    scored row (fold >= 0) on the same fold. Rows only ever trained on (fold -1, e.g. pseudo-labelled test rows or
+    an official split's training part) do not enter the OOF, so they do not matter here."""
     fa, fb = a.folds_file, b.folds_file
     if fa == fb:
         return True
     if not (fa and fb and Path(fa).is_file() and Path(fb).is_file()):
         return False
     ta, tb = (pd.read_csv(p, dtype={"id": str}) for p in (fa, fb))
+    ta, tb = (t[t["fold"] >= 0] for t in (ta, tb))
     return (
         len(ta) == len(tb)
         and np.array_equal(ta["id"].to_numpy(), tb["id"].to_numpy())

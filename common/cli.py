@@ -173,7 +173,7 @@ def reconcile(store: RunStore, config: dict, inputs: dict, force: bool) -> Reuse
             )
     manifest = store.read_manifest() or {}
     recorded = manifest.get("inputs") or {}
-    changed_keys = sorted(k for k in ("folds_file", "data") if old.get(k) != config.get(k))
+    changed_keys = sorted(k for k in ("folds_file", "data", "pseudo") if old.get(k) != config.get(k))
     if _computed(old.get("params") or {}) != _computed(config["params"]):
         changed_keys.append("params")
     data_changed = changed(recorded.get("train") or {}, inputs["train"])
@@ -279,48 +279,24 @@ def cmd_train(competition: Competition, args) -> int:
     }
     inputs = run_inputs(data, test) if distributed.is_main_process() else {}
     targets = [FULL] if args.fold == FULL else which
-    locks = []
-    reuse = Reuse([], None)
-    if distributed.is_main_process():
-        store.prepare()
-        with store.run_lock("write the run's config"):
-            reuse = reconcile(store, config, inputs, args.force)
-            pending = [k for k in targets if args.force or reuse.clear or not store.is_complete(k)]
-            try:
-                for k in pending:
-                    locks.append(store.fold_lock(k).acquire())
-            except UserError:
-                for lock in locks:
-                    lock.release()
-                raise
-            if reuse.clear:
-                _say(f"{store.path}: {reuse.clear} and --force given: removing its old folds and outputs")
-                store.clear_all()
-            store.write_config(config)
-            device = getattr(getattr(model, "trainer", None), "device", "cpu")
-            manifest = new_manifest(
-                {"folds": args.seed, "model": _model_seed(model)},
-                {
-                    "train": inputs["train"],
-                    "test": (reuse.manifest or {}).get("inputs", {}).get("test", inputs["test"]),
-                },
-                str(folds_file),
-                device_description(device),
-            )
-            if reuse.manifest:  # keep when it was created and the seconds of folds already trained
-                manifest.update(created=reuse.manifest.get("created"), folds=reuse.manifest.get("folds", {}))
-            store.write_manifest(manifest)
+    session = open_session(store, config, inputs, targets, model, args.seed, args.force)
     try:
-        if reuse.test_changed and test is not None:
+        if session.reuse.test_changed and test is not None:
             done = cv.repredict_test(store, [*cv.fold_numbers(folds), FULL], test, cv.class_list(data.y))
             _say(
-                f"test data changed since this run ({', '.join(reuse.test_changed)}): re-predicted the test "
-                f"probabilities of {len(done)} trained fold model(s), no retraining"
+                f"test data changed since this run ({', '.join(session.reuse.test_changed)}): re-predicted the "
+                f"test probabilities of {len(done)} trained fold model(s), no retraining"
             )
             with store.run_lock("record the new test data"):
                 store.update_manifest(inputs={"train": inputs["train"], "test": inputs["test"]})
             if FULL in done:
-                store.write_submission(competition, test, store.read_array(f"{FULL}/test.npy"), full=True)
+                store.write_submission(
+                    competition,
+                    test,
+                    store.read_array(f"{FULL}/test.npy"),
+                    full=True,
+                    ledger_root=args.submissions_dir,
+                )
         if args.fold == FULL:
             return train_full(competition, model, data, test, store, args)
         results = cv.run_folds(
@@ -332,29 +308,96 @@ def cmd_train(competition: Competition, args) -> int:
             which,
             test,
             force=args.force,
-            on_fold_end=lambda k, m: _fold_done(store, competition, k, m),
+            on_fold_end=lambda k, m: report_fold(store, competition, k, m),
         )
     finally:
-        for lock in locks:
+        session.release()
+    finish_run(competition, store, data, folds, test, results, args.submissions_dir)
+    return 0
+
+
+@dataclass
+class Session:
+    """A run folder made ready to train into: how the folder was reconciled, and the fold locks held."""
+
+    reuse: Reuse
+    locks: list
+
+    def release(self) -> None:
+        for lock in self.locks:
             lock.release()
+
+
+def open_session(
+    store: RunStore, config: dict, inputs: dict, targets: Sequence, model, seed: int, force: bool
+) -> Session:
+    """Under the run lock: check the folder may hold this run (:func:`reconcile`), lock the folds of ``targets``
+    still to train, clear the folder when ``--force`` asks for it, write ``config.yaml`` and ``run.json``. Only
+    the main process writes; the others get an empty session."""
+    locks: list = []
+    reuse = Reuse([], None)
+    if not distributed.is_main_process():
+        return Session(reuse, locks)
+    store.prepare()
+    with store.run_lock("write the run's config"):
+        reuse = reconcile(store, config, inputs, force)
+        pending = [k for k in targets if force or reuse.clear or not store.is_complete(k)]
+        try:
+            for k in pending:
+                locks.append(store.fold_lock(k).acquire())
+        except UserError:
+            for lock in locks:
+                lock.release()
+            raise
+        if reuse.clear:
+            _say(f"{store.path}: {reuse.clear} and --force given: removing its old folds and outputs")
+            store.clear_all()
+        store.write_config(config)
+        device = getattr(getattr(model, "trainer", None), "device", "cpu")
+        manifest = new_manifest(
+            {"folds": seed, "model": _model_seed(model)},
+            {
+                "train": inputs["train"],
+                "test": (reuse.manifest or {}).get("inputs", {}).get("test", inputs["test"]),
+            },
+            config.get("folds_file"),
+            device_description(device),
+        )
+        if reuse.manifest:  # keep when it was created and the seconds of folds already trained
+            manifest.update(created=reuse.manifest.get("created"), folds=reuse.manifest.get("folds", {}))
+        store.write_manifest(manifest)
+    return Session(reuse, locks)
+
+
+def finish_run(
+    competition: Competition,
+    store: RunStore,
+    data: TrainData,
+    folds: np.ndarray,
+    test,
+    results: list[dict],
+    submissions_dir,
+) -> dict | None:
+    """Once every fold is complete: merge them, write (archive and record) the submission, print the fold scores
+    and the CV score last. With folds still missing, print the last fold's score and return None."""
     if cv.missing_folds(store, folds):
         done = [r for r in results if not r.get("skipped")]
         if done:
             _say(f"fold {done[-1]['fold']} {competition.metric.name}: {done[-1]['score']:.5f}")
-        return 0
+        return None
     if not distributed.is_main_process():
-        return 0
+        return None
     with store.run_lock("merge the folds"):
         summary = cv.merge(store, data, folds, competition)
         if summary["test_proba"] is not None and test is not None:
             own, archive = store.write_submission(
-                competition, test, summary["test_proba"], archive_root=args.submissions_dir
+                competition, test, summary["test_proba"], archive_root=submissions_dir
             )
             _say(f"submission: {own} (archived as {archive})")
     scores = ", ".join(f"{s:.5f}" for s in summary["fold_scores"])
     _say(f"folds: {scores}")
     _say(f"CV {competition.metric.name}: {summary['score']:.5f}")
-    return 0
+    return summary
 
 
 def _model_seed(model) -> int | None:
@@ -362,7 +405,7 @@ def _model_seed(model) -> int | None:
     return getattr(trainer, "seed", None) if trainer is not None else getattr(model, "seed", None)
 
 
-def _fold_done(store: RunStore, competition: Competition, fold, metrics: dict) -> None:
+def report_fold(store: RunStore, competition: Competition, fold, metrics: dict) -> None:
     if metrics.get("skipped"):
         _say(
             f"fold {fold}: {competition.metric.name} {metrics['score']:.5f} (already complete, skipped; --force retrains)"
@@ -384,7 +427,9 @@ def train_full(competition: Competition, model, data: TrainData, test, store: Ru
     if distributed.is_main_process():
         with store.run_lock("write the full refit's submission"):
             store.update_manifest(folds={FULL: {"seconds": result["seconds"]}})
-            path, _ = store.write_submission(competition, test, result["test_proba"], full=True)
+            path, _ = store.write_submission(
+                competition, test, result["test_proba"], full=True, ledger_root=args.submissions_dir
+            )
         _say(f"full refit on {result['n_train']} rows in {result['seconds']:.1f}s; submission: {path}")
     return 0
 
@@ -395,6 +440,11 @@ def add_predict_arguments(p: argparse.ArgumentParser, competition: Competition) 
     p.add_argument("--test-file", help="which test file to predict (contest-specific default)")
     p.add_argument("--out", required=True, help="the submission CSV to write")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument(
+        "--submissions-dir",
+        default="submissions",
+        help="where the submission ledger is (default submissions): --out is recorded there for lb-score",
+    )
 
 
 def cmd_predict(competition: Competition, args) -> int:
@@ -422,7 +472,14 @@ def cmd_predict(competition: Competition, args) -> int:
     classes = config.get("classes")
     parts = [cv.predict_proba(store.load_model(k), test.X, classes) for k in complete]
     proba = np.mean(parts, axis=0)
-    write_frame(competition, test, competition.submission_frame(test, proba), args.out, overwrite=args.force)
+    write_frame(
+        competition,
+        test,
+        competition.submission_frame(test, proba),
+        args.out,
+        overwrite=args.force,
+        origin=store.submission_origin(args.submissions_dir, competition.name, "predict"),
+    )
     _say(f"wrote {args.out} from {len(complete)} fold model(s)")
     return 0
 
@@ -505,12 +562,86 @@ def cmd_blend(competition: Competition, args) -> int:
 def add_leaderboard_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
     p.add_argument("--runs-root", default="runs", help="where runs live (default runs)")
     p.add_argument("--out", help="CSV to write (default runs/<comp>/leaderboard.csv)")
+    p.add_argument(
+        "--submissions-dir",
+        default="submissions",
+        help="archive and ledger of submissions (default submissions)",
+    )
 
 
 def cmd_leaderboard(competition: Competition, args) -> int:
     from common import leaderboard
 
-    leaderboard.leaderboard_cli(Path(args.runs_root), competition.name, args.out)
+    leaderboard.leaderboard_cli(Path(args.runs_root), competition.name, args.out, args.submissions_dir)
+    return 0
+
+
+def add_lb_score_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
+    from common.ledger import BOARDS
+
+    p.add_argument(
+        "--sub",
+        required=True,
+        help="the submission file you uploaded (one train, blend, full or predict wrote)",
+    )
+    p.add_argument("--score", required=True, type=float, help="the public leaderboard score it got")
+    p.add_argument("--board", default="a", choices=BOARDS, help="which leaderboard: a (default) or b")
+    p.add_argument(
+        "--submissions-dir",
+        default="submissions",
+        help="where the submission ledger is (default submissions)",
+    )
+
+
+def cmd_lb_score(competition: Competition, args) -> int:
+    """Record the public score of a submission this repository wrote (see :mod:`common.ledger`)."""
+    from common.ledger import Ledger
+
+    ledger = Ledger(args.submissions_dir, competition.name)
+    row = ledger.record_score(args.sub, args.score, args.board)
+    cv_text = "no CV" if not row["cv"] else f"CV {float(row['cv']):.5f}"
+    gap = f", LB - CV {args.score - float(row['cv']):+.5f}" if row["cv"] else ""
+    _say(
+        f"recorded: {row['file']} ({row['kind']} of run {row['run']}, {row['model']}) {cv_text} -> "
+        f"board {row['board']} {args.score:.5f}{gap}"
+    )
+    _say(f"scores: {ledger.scores_path}")
+    return 0
+
+
+def add_pseudo_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
+    p.add_argument("--run-dir", required=True, help="a complete run whose fold models predicted the test set")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.95,
+        help="keep test rows whose label has at least this probability (default 0.95; street: the whole string's)",
+    )
+    p.add_argument("--out", help="the new run directory (default <run-dir>-pseudo)")
+    p.add_argument("--data-dir", help="contest files (default: the run's)")
+    p.add_argument("--force", action="store_true", help="retrain complete folds, or a folder made otherwise")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--submissions-dir", default="submissions", help="archive of submissions (default submissions)"
+    )
+
+
+def cmd_pseudo(competition: Competition, args) -> int:
+    from common import pseudo
+
+    return pseudo.pseudo_cli(competition, args)
+
+
+def add_dashboard_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
+    from common import dashboard
+
+    dashboard.add_arguments(p)
+
+
+def cmd_dashboard(competition: Competition, args) -> int:
+    from common import dashboard
+
+    dashboard.serve(args.storage, args.port)
     return 0
 
 
@@ -547,6 +678,11 @@ SHARED: dict[str, tuple[str, Callable, Callable]] = {
     ),
     "predict": ("write a submission from a trained run's fold models", add_predict_arguments, cmd_predict),
     "tune": ("Optuna study over a model's search space on the shared folds", add_tune_arguments, cmd_tune),
+    "dashboard": (
+        "optuna-dashboard over the tuning storage on http://127.0.0.1:PORT (every study, not only this contest's)",
+        add_dashboard_arguments,
+        cmd_dashboard,
+    ),
     "blend": ("blend runs' OOF probabilities with weights fitted on OOF", add_blend_arguments, cmd_blend),
     "models": (
         "list this contest's registered models (--params: their config keys)",
@@ -557,6 +693,16 @@ SHARED: dict[str, tuple[str, Callable, Callable]] = {
         "table of every run of this contest by CV score",
         add_leaderboard_arguments,
         cmd_leaderboard,
+    ),
+    "pseudo": (
+        "train a run again with its confident test predictions as extra training rows (same folds)",
+        add_pseudo_arguments,
+        cmd_pseudo,
+    ),
+    "lb-score": (
+        "record the public leaderboard score a submission file got (in submissions/<comp>/scores.csv)",
+        add_lb_score_arguments,
+        cmd_lb_score,
     ),
 }
 

@@ -11,12 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from common import diagnostics, plots
+from common import cv_lb, diagnostics, plots
+from common.errors import UserError
 from common.leaderboard import leaderboard
+from common.ledger import Ledger
 from common.runs import Run, Study, fold_scores, learning_curves
 
-TABLE_COLUMNS = ["rank", "model", "run", "status", "cv_score", "fold_mean", "fold_std", "folds_done", "seconds",
-                 "key_params", "submission"]  # fmt: skip
+TABLE_COLUMNS = ["rank", "model", "run", "status", "cv_score", "lb_score", "lb_board", "fold_mean", "fold_std",
+                 "folds_done", "seconds", "key_params", "pseudo", "submission"]  # fmt: skip
 
 
 def show(obj) -> None:
@@ -221,3 +223,32 @@ def blend_section(study: Study) -> pd.DataFrame | None:
         show_figure(fig, study, f"blend-{run.name}")
         tables.append(members.assign(blend=run.name))
     return pd.concat(tables, ignore_index=True)
+
+
+def cv_lb_section(study: Study) -> pd.DataFrame | None:
+    """CV against the public LB per uploaded submission (scores recorded with ``lb-score``): Spearman's rank
+    correlation per board, and the runs whose CV-LB gap is more than 2 MAD from the median gap (see
+    :mod:`common.cv_lb`)."""
+    try:
+        scores = Ledger(study.submissions_root, study.name).scores()
+    except UserError as exc:
+        print(f"{study.name}: {exc}; skipped")
+        return None
+    if scores.empty:
+        print(
+            f"{study.name}: no public scores recorded yet (after an upload: make lb-score COMP={study.name} "
+            f"SUB=submissions/{study.name}/<file>.csv SCORE=<public score> [BOARD=b])"
+        )
+        return None
+    table = cv_lb.cv_lb_table(scores)
+    if table.empty:
+        print(
+            f"{study.name}: the scored submissions have no CV (their runs were never merged); nothing to compare"
+        )
+        return None
+    summary = cv_lb.cv_lb_summary(table)
+    for row in summary.itertuples(index=False):
+        print(f"{study.name} {cv_lb.describe_board(row, table)}")
+    show(table.round(5))
+    show_figure(plots.cv_vs_lb(table, summary, study.competition.metric_name), study, "cv-vs-lb")
+    return table

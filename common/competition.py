@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from common.config import ConfigBase
+from common.errors import UserError
 from common.metrics import Metric
 
 
@@ -104,3 +105,32 @@ class Competition(ABC):
     @abstractmethod
     def check_submission(self, frame: pd.DataFrame, test: TestData) -> None:
         """Raise :class:`common.errors.UserError` if ``frame`` is not a valid submission for ``test``."""
+
+    # ------------------------------------------------------------------ pseudo-labelling (common.pseudo)
+    def join_x(self, train_X: Any, test_X: Any) -> Any:
+        """``X`` of the training rows followed by the test rows, so a model can train on both (pseudo-labelling
+        indexes it with :func:`common.cv.take`). The default joins numpy arrays, DataFrames and lists; a contest
+        whose ``X`` is a type of its own (a corpus, an image set) overrides it."""
+        if hasattr(train_X, "iloc"):
+            return pd.concat([train_X, test_X], ignore_index=True)
+        if isinstance(train_X, list | tuple):
+            return [*train_X, *test_X]
+        if isinstance(train_X, np.ndarray):
+            return np.concatenate([train_X, np.asarray(test_X)])
+        raise UserError(
+            f"{self.name}: cannot join training and test rows of type {type(train_X).__name__} for "
+            "pseudo-labelling; the contest's Competition.join_x must say how"
+        )
+
+    def pseudo_labels(self, proba: np.ndarray, classes: list | None) -> tuple[np.ndarray, np.ndarray]:
+        """Targets for test rows from a model's probabilities, as ``TrainData.y`` holds them, and the confidence of
+        each: the probability the model gives that target. Default, ``(n, n_classes)`` probabilities: the top
+        class (column ``j`` is ``classes[j]``, or ``j`` without a class list) and its probability."""
+        proba = np.asarray(proba)
+        if proba.ndim != 2:
+            raise UserError(
+                f"{self.name}: probabilities of shape {proba.shape}; the default pseudo_labels takes (n, n_classes)"
+            )
+        top = proba.argmax(axis=1)
+        labels = np.asarray(classes)[top] if classes is not None else top
+        return labels, proba.max(axis=1)

@@ -6,7 +6,13 @@ be read (damaged files, an older layout) is listed as ``broken: <reason>`` and n
 shows the git commit it was trained at, and ``data changed`` when its training files no longer match the content
 fingerprints it recorded.
 
-``python -m common.leaderboard [--runs-root runs] [--competition C] [--out runs/leaderboard.csv]``
+Where a submission of a run got a public score (``lb-score``, recorded in ``submissions/<comp>/scores.csv`` by
+:mod:`common.ledger`), the run's latest one shows beside its CV, with its board (``a``/``b``) and a note when it was
+a full refit's or a ``predict`` file's, or when the run's CV changed since (the score is of an earlier version).
+A run trained with pseudo-labelled test rows (:mod:`common.pseudo`) says so in the ``pseudo`` column.
+
+``python -m common.leaderboard [--runs-root runs] [--competition C] [--out runs/leaderboard.csv]
+[--submissions-dir submissions]``
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pandas as pd
 
 from common.atomic import atomic_path
 from common.errors import UserError
+from common.ledger import Ledger, run_key
 from common.runs import describe
 from common.store import BrokenRun, Run
 from common.store import find_runs as find_all_runs
@@ -35,12 +42,16 @@ COLUMNS = [
     "status",
     "metric",
     "cv_score",
+    "lb_score",
+    "lb_board",
+    "lb_note",
     "fold_mean",
     "fold_std",
     "folds_done",
     "fold_scores",
     "seconds",
     "key_params",
+    "pseudo",
     "commit",
     "submission",
     "complete",
@@ -74,18 +85,48 @@ def key_params(run: Run, siblings: Sequence[Run]) -> str:
     return ", ".join(f"{k}={describe(params[k])}" for k in keys)
 
 
-def archived_submission(run: Run, submissions_root: Path) -> Path | None:
-    """The newest ``submissions/<comp>/<model>-cv<score>-*.csv`` matching this run's score, if any."""
+def archived_submission(run: Run, submissions_root: Path, written: dict | None = None) -> Path | None:
+    """The run's latest archived submission: from the submission ledger when it recorded one that still exists,
+    else the newest ``submissions/<comp>/<model>-cv<score>-*.csv`` matching this run's score (an archive written
+    before the ledger existed)."""
     if not run.complete:
         return None
+    row = (written or {}).get(run_key(run.path))
+    if row is not None and Path(row["file"]).is_file():
+        return Path(row["file"])
     folder = submissions_root / run.competition
     matches = sorted(folder.glob(f"{run.model}-cv{run.score:.5f}-*.csv")) if folder.is_dir() else []
     return matches[-1] if matches else None
 
 
-def _row(run: Run, siblings: Sequence[Run], submissions_root: Path) -> dict:
+def pseudo_note(run: Run) -> str:
+    """``from <run> (t=0.95, ~171 rows/fold)`` for a pseudo-labelled run, else empty."""
+    pseudo = run.pseudo
+    if pseudo is None:
+        return ""
+    rows = list((pseudo.get("rows") or {}).values())
+    per_fold = f", ~{np.mean(rows):.0f} rows/fold" if rows else ""
+    return f"from {Path(str(pseudo.get('from', '?'))).name} (t={pseudo.get('threshold')}{per_fold})"
+
+
+def lb_columns(run: Run, scored: dict | None) -> dict:
+    """The latest public score of ``run`` (``scored``: its latest scores.csv row) as leaderboard columns."""
+    if scored is None:
+        return {"lb_score": math.nan, "lb_board": "", "lb_note": ""}
+    notes = []
+    if scored["kind"] in ("full", "predict"):
+        notes.append("full refit" if scored["kind"] == "full" else "predict file")
+    then = float(scored["cv"])
+    if not math.isnan(then) and run.complete and not math.isclose(then, run.score, rel_tol=0, abs_tol=1e-12):
+        notes.append(f"earlier version, CV then {then:.5f}")
+    return {"lb_score": float(scored["score"]), "lb_board": scored["board"], "lb_note": "; ".join(notes)}
+
+
+def _row(
+    run: Run, siblings: Sequence[Run], submissions_root: Path, scored: dict | None, written: dict | None
+) -> dict:
     scores = run.fold_scores
-    archived = archived_submission(run, submissions_root)
+    archived = archived_submission(run, submissions_root, written)
     own = run.path / "submission.csv"
     submission = archived or (own if own.is_file() else None)
     done = "-" if run.is_blend else f"{len(run.fold_metrics)}/{run.n_folds}"
@@ -99,17 +140,30 @@ def _row(run: Run, siblings: Sequence[Run], submissions_root: Path) -> dict:
         "status": status,
         "metric": run.metric,
         "cv_score": run.score,
+        **lb_columns(run, scored),
         "fold_mean": float(np.mean(scores)) if scores else math.nan,
         "fold_std": float(np.std(scores)) if len(scores) > 1 else math.nan,
         "folds_done": done,
         "fold_scores": " ".join(f"{s:.4f}" for s in scores),
         "seconds": round(run.seconds, 1),
         "key_params": key_params(run, siblings),
+        "pseudo": pseudo_note(run),
         "commit": run.commit,
         "submission": str(submission) if submission else "",
         "complete": run.complete,
         "path": str(run.path),
     }
+
+
+def _ledger_maps(submissions_root: Path, competition: str) -> tuple[dict, dict]:
+    """(latest score by run, latest written submission by run) of one competition's ledger; a damaged ledger is
+    reported on stderr and ignored, so it never hides the leaderboard."""
+    ledger = Ledger(submissions_root, competition)
+    try:
+        return ledger.latest_score_by_run(), ledger.latest_written_by_run()
+    except UserError as exc:
+        print(f"warning: {exc}; public scores not shown", file=sys.stderr, flush=True)
+        return {}, {}
 
 
 def _broken_row(run: BrokenRun) -> dict:
@@ -120,12 +174,16 @@ def _broken_row(run: BrokenRun) -> dict:
         "status": f"broken: {run.reason}",
         "metric": None,
         "cv_score": math.nan,
+        "lb_score": math.nan,
+        "lb_board": "",
+        "lb_note": "",
         "fold_mean": math.nan,
         "fold_std": math.nan,
         "folds_done": "",
         "fold_scores": "",
         "seconds": math.nan,
         "key_params": "",
+        "pseudo": "",
         "commit": "",
         "submission": "",
         "complete": False,
@@ -142,11 +200,14 @@ def leaderboard(
     respecting the metric's direction; ``rank`` 1 is the best), then incomplete runs with NaN ``cv_score``."""
     found = find_all_runs(runs_root, competition)
     runs = [r for r in found if isinstance(r, Run)]
+    ledgers = {c: _ledger_maps(Path(submissions_root), c) for c in sorted({r.competition for r in runs})}
     rows = [
         _row(
             r,
             [s for s in runs if s.competition == r.competition and s.model == r.model],
             Path(submissions_root),
+            ledgers[r.competition][0].get(run_key(r.path)),
+            ledgers[r.competition][1],
         )
         for r in runs
     ]
@@ -191,7 +252,12 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
     blocks = []
     for comp, group in frame.groupby("competition", sort=True):
         metric = group["metric"].dropna().iat[0] if group["metric"].notna().any() else "score"
-        view = group[shown].copy()
+        columns = list(shown)
+        if group["lb_score"].notna().any():  # public scores recorded: the latest one beside the CV
+            columns.insert(columns.index("cv_score") + 1, "lb")
+        if (group["pseudo"] != "").any():
+            columns.insert(columns.index("key_params"), "pseudo")
+        view = group.assign(lb=[_lb_text(r) for r in group.itertuples(index=False)])[columns].copy()
         view["cv_score"] = [f"{s:.5f}" if not math.isnan(s) else "incomplete" for s in view["cv_score"]]
         view["fold_std"] = [f"{s:.5f}" if not math.isnan(s) else "" for s in view["fold_std"]]
         view["rank"] = [str(r) if not pd.isna(r) else "-" for r in view["rank"]]
@@ -203,6 +269,13 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
     return "\n\n".join(blocks)
 
 
+def _lb_text(row) -> str:
+    if math.isnan(row.lb_score):
+        return ""
+    note = f", {row.lb_note}" if row.lb_note else ""
+    return f"{row.lb_score:.5f} ({row.lb_board}{note})"
+
+
 def write_leaderboard(frame: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -211,12 +284,15 @@ def write_leaderboard(frame: pd.DataFrame, path: str | Path) -> Path:
 
 
 def leaderboard_cli(
-    runs_root: str | Path, competition: str | None = None, out: str | Path | None = None
+    runs_root: str | Path,
+    competition: str | None = None,
+    out: str | Path | None = None,
+    submissions_root: str | Path = "submissions",
 ) -> pd.DataFrame:
     """Print the leaderboard and write it as CSV (default ``<runs_root>/leaderboard.csv``, or
     ``<runs_root>/<competition>/leaderboard.csv`` for one competition)."""
     runs_root = Path(runs_root)
-    frame = leaderboard(runs_root, competition)
+    frame = leaderboard(runs_root, competition, submissions_root)
     print(format_leaderboard(frame), flush=True)
     if frame.empty:
         return frame
@@ -231,9 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-root", default="runs", help="where runs live (default runs)")
     parser.add_argument("--competition", help="only this competition")
     parser.add_argument("--out", help="CSV to write (default <runs-root>/leaderboard.csv)")
+    parser.add_argument(
+        "--submissions-dir",
+        default="submissions",
+        help="archive and ledger of submissions (default submissions)",
+    )
     args = parser.parse_args(argv)
     try:
-        leaderboard_cli(args.runs_root, args.competition, args.out)
+        leaderboard_cli(args.runs_root, args.competition, args.out, args.submissions_dir)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

@@ -161,3 +161,43 @@ def blend_gain(
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def cv_vs_lb(table: pd.DataFrame, summary: pd.DataFrame, metric: str) -> Figure:
+    """Public LB score against CV, one point per submission and one colour per board; ``LB = CV`` dashed, each
+    board's ``LB = CV + median gap`` dotted; out-of-line submissions ringed in red and named."""
+    fig, ax = _subplots(figsize=(6.5, 5))
+    titles, ringed = [], False
+    for i, (board, group) in enumerate(table.groupby("board", sort=True)):
+        color = f"C{i % 10}"
+        ax.scatter(group["cv"], group["lb"], color=color, s=30, zorder=3, label=f"board {board}")
+        flagged = group[group["out_of_line"]]
+        label = "gap > 2 MAD from the median" if len(flagged) and not ringed else None
+        ringed = ringed or bool(len(flagged))
+        ax.scatter(
+            flagged["cv"],
+            flagged["lb"],
+            s=140,
+            facecolors="none",
+            edgecolors="red",
+            lw=1.5,
+            zorder=4,
+            label=label,
+        )
+        for row in flagged.itertuples(index=False):
+            ax.annotate(row.run, (row.cv, row.lb), xytext=(5, 5), textcoords="offset points", fontsize=8)
+        row = summary.set_index("board").loc[board]
+        lo, hi = group["cv"].min(), group["cv"].max()
+        ax.plot([lo, hi], [lo + row.median_gap, hi + row.median_gap], color=color, ls=":", lw=1)
+        rho = "n/a" if np.isnan(row.spearman) else f"{row.spearman:+.2f}"
+        titles.append(f"board {board}: Spearman {rho} (n={int(row.submissions)})")
+    values = np.r_[table["cv"].to_numpy(), table["lb"].to_numpy()]
+    lo, hi = float(values.min()), float(values.max())
+    pad = max((hi - lo) * 0.1, 0.002)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="gray", ls="--", lw=1, label="LB = CV")
+    ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad))
+    ax.set(xlabel=f"CV {metric}", ylabel=f"public LB {metric}", title="\n".join(titles))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -255,27 +255,56 @@ class RunStore:
             (self.path / TEST).unlink(missing_ok=True)
         write_json(self.path / CV, summary)
 
+    def submission_origin(self, root, competition: str, kind: str | None = None):
+        """What the submission ledger records about a submission of this run (:class:`common.ledger.Origin`):
+        kind (``train``, ``blend``, ``full``, ``predict``), run, model and its merged CV score when it has one."""
+        from common.ledger import Origin
+
+        config = self.read_config() or {}
+        cv = self.read_cv() or {}
+        model = str(config.get("model", "model"))
+        kind = kind or ("blend" if model == "blend" else "train")
+        return Origin(root, competition, kind, str(self.path), model, cv.get("score"), cv.get("metric"))
+
     def write_submission(
-        self, competition, test, proba, *, full: bool = False, archive_root=None
+        self, competition, test, proba, *, full: bool = False, archive_root=None, ledger_root=None
     ) -> tuple[Path, Path | None]:
-        """``submission.csv`` (or ``submission-full.csv``), checked; also archived under ``archive_root``."""
+        """``submission.csv`` (or ``submission-full.csv``), checked; also archived under ``archive_root``. Each
+        file written is recorded in the submission ledger under ``ledger_root`` (default ``archive_root``; none
+        when both are None)."""
         from common.submission import archive_name, write_submission
 
+        ledger_root = archive_root if ledger_root is None else ledger_root
+        origin = None
+        if ledger_root is not None:
+            origin = self.submission_origin(ledger_root, competition.name, "full" if full else None)
         own = write_submission(
-            competition, test, proba, self.path / (SUBMISSION_FULL if full else SUBMISSION), overwrite=True
+            competition,
+            test,
+            proba,
+            self.path / (SUBMISSION_FULL if full else SUBMISSION),
+            overwrite=True,
+            origin=origin,
         )
         archived = None
         if archive_root is not None:
+            config = self.read_config() or {}
             cv = self.read_cv() or {}
-            model = (self.read_config() or {}).get("model", "model")
+            model = str(config.get("model", "model")) + ("-pseudo" if config.get("pseudo") else "")
             score = cv.get("score", math.nan) if not full else math.nan
             archived = write_submission(
                 competition,
                 test,
                 proba,
                 archive_name(competition.name, model + ("-full" if full else ""), score, archive_root),
+                origin=origin,
             )
         return own, archived
+
+    def fold_test(self, fold: int | str) -> np.ndarray | None:
+        """The test probabilities of one fold's model (``fold<k>/test.npy``), or None when it has none."""
+        path = self.fold_dir(fold) / TEST
+        return self.read_array(path.relative_to(self.path)) if path.is_file() else None
 
 
 class Run(RunStore):
@@ -313,6 +342,12 @@ class Run(RunStore):
     @property
     def is_blend(self) -> bool:
         return self.model == "blend"
+
+    @property
+    def pseudo(self) -> dict | None:
+        """``{from, threshold, rows, ...}`` of a run trained with pseudo-labelled test rows (:mod:`common.pseudo`)."""
+        pseudo = self.config.get("pseudo")
+        return pseudo if isinstance(pseudo, dict) else None
 
     @cached_property
     def cv(self) -> dict | None:

@@ -1,4 +1,5 @@
-"""Submissions: checked against the contest's format, written atomically, never overwritten silently."""
+"""Submissions: checked against the contest's format, written atomically, never overwritten silently, and recorded
+with their content hash in the submission ledger (:mod:`common.ledger`) when their origin is given."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ import pandas as pd
 from common.atomic import atomic_path
 from common.competition import Competition, TestData
 from common.errors import UserError
+from common.ledger import Ledger, Origin
 
 
 def write_submission(
-    competition: Competition, test: TestData, proba, path: str | Path, *, overwrite: bool = False
+    competition: Competition,
+    test: TestData,
+    proba,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    origin: Origin | None = None,
 ) -> Path:
     """Build, check and atomically write a submission CSV for ``test`` from probabilities."""
     frame = competition.submission_frame(test, proba)
-    return write_frame(competition, test, frame, path, overwrite=overwrite)
+    return write_frame(competition, test, frame, path, overwrite=overwrite, origin=origin)
 
 
 def write_frame(
@@ -27,13 +35,18 @@ def write_frame(
     path: str | Path,
     *,
     overwrite: bool = False,
+    origin: Origin | None = None,
 ) -> Path:
+    """Check and atomically write ``frame``; with ``origin``, append its row (content hash, run, CV) to
+    ``<origin.root>/<competition>/index.csv``, so ``lb-score`` knows the file."""
     competition.check_submission(frame, test)
     path = Path(path)
     if path.exists() and not overwrite:
         raise UserError(f"{path} exists; refusing to overwrite it (pass --force or choose another --out)")
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+    if origin is not None:
+        Ledger(origin.root, origin.competition).record_written(path, origin)
     return path
 
 

@@ -35,6 +35,11 @@ DEFAULT_STORAGE = "runs/optuna.journal"
 _URL_SCHEMES = ("sqlite:", "postgresql", "mysql", "oracle", "mssql")
 
 
+def is_database_url(storage: str) -> bool:
+    """Whether ``storage`` names a database (else it is a journal file path)."""
+    return storage.startswith(_URL_SCHEMES)
+
+
 def open_storage(storage: str | None = None):
     """A journal file (a path) or an RDB storage (a URL)."""
     storage = storage or DEFAULT_STORAGE

@@ -14,7 +14,7 @@ import pytest
 
 from common.blend import blend
 from common.report import NOTEBOOK, execute_notebook, main
-from tests.common.fake_runs import FakeNews, make_fake_runs
+from tests.common.fake_runs import FakeNews, make_fake_runs, score_fake_submissions
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = "tests.common.fake_runs:FakeNews,tests.common.fake_runs:FakeStreet,tests.common.toy:ToyCompetition"
@@ -51,6 +51,7 @@ def executed(tmp_path_factory):
     runs = [news["runs"][m] for m in ("linear", "lstm")]
     blend(runs, FakeNews(), news["data_dir"], fake["runs_root"] / "fake_news" / "blend", max_evals=30,
           submissions_dir=root / "submissions")  # fmt: skip
+    score_fake_submissions(fake, root / "submissions")  # public scores for the CV-vs-LB section
     nb = execute_notebook(
         "report", runs_root="runs", competitions=SPECS, submissions_root="submissions", cwd=root, timeout=120
     )
@@ -69,6 +70,7 @@ def test_executes_every_section_on_fake_runs(executed):
         "fake_news-cv-by-run.png", "fake_news-per-class-f1.png", "fake_news-confusion.png",
         "fake_news-learning-curves.png", "fake_news-blend-blend.png", "fake_street-cv-by-run.png",
         "fake_street-accuracy-by-length.png", "fake_street-hardest.png", "fake_street-learning-curves.png",
+        "fake_news-cv-vs-lb.png",
     }  # fmt: skip
     assert expected <= figures
     images = sum(1 for c in code_cells(saved) for o in c.outputs if "image/png" in o.get("data", {}))
@@ -76,6 +78,8 @@ def test_executes_every_section_on_fake_runs(executed):
     text = outputs_text(saved)
     assert "toy: no runs" in text  # a competition without runs degrades to a line
     assert "incomplete" in text and "cross-fitted" in text and "most confident mistakes" in text
+    assert "fake_news board a: 3 submission(s), Spearman rho(CV, LB)" in text and "out of line" in text
+    assert "fake_street: no public scores recorded yet" in text
 
 
 def test_a_failing_cell_fails_the_report(tmp_path, monkeypatch, capsys):

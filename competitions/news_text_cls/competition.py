@@ -10,7 +10,7 @@ import pandas as pd
 from common.competition import Competition, DataConfig, TestData, TrainData
 from common.errors import UserError
 from common.metrics import METRICS
-from competitions.news_text_cls.data import TEST_FILES, TRAIN_FILE, read_test, read_train
+from competitions.news_text_cls.data import TEST_FILES, TRAIN_FILE, Corpus, read_test, read_train
 
 
 class NewsCompetition(Competition):
@@ -61,6 +61,12 @@ class NewsCompetition(Competition):
 
     def predictions(self, proba: np.ndarray) -> np.ndarray:
         return np.asarray(proba).argmax(axis=1)
+
+    def join_x(self, train_X: Corpus, test_X: Corpus) -> Corpus:
+        """One corpus of the training then the test documents. It carries no separate unlabelled text: the test
+        documents are in it, so TF-IDF's vocabulary is fitted on the same train + test text as the run whose
+        predictions gave the pseudo labels."""
+        return Corpus(np.concatenate([train_X.texts, test_X.texts]), f"{train_X.source} + {test_X.source}")
 
     def submission_frame(self, test: TestData, proba: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({"label": self.predictions(proba).astype(np.int64)})

@@ -100,6 +100,24 @@ class StreetCompetition(Competition):
     def predictions(self, proba: np.ndarray) -> np.ndarray:
         return codec.decode_scores(proba)
 
+    def join_x(self, train_X: StreetImages, test_X: StreetImages) -> StreetImages:
+        """One image set of the training then the test images, cached once as ``labelled+<test folder>``. A test
+        image that cannot be decoded is blank there too, as in the test set's own cache (the training images were
+        checked when their run was trained, and their content is fingerprinted)."""
+        paths = np.concatenate([train_X.paths[train_X.rows], test_X.paths[test_X.rows]])
+        return StreetImages(paths, train_X.cache_dir, f"{train_X.name}+{test_X.name}", on_error="warn")
+
+    def pseudo_labels(self, proba: np.ndarray, classes: list | None) -> tuple[np.ndarray, np.ndarray]:
+        """The decoded string of each image (as the submission decodes it) and the probability of exactly that
+        target: the product over positions of the probability of its digit, then of blank after its last digit.
+        That is the whole string's probability if the positions were independent, so a threshold means the same as
+        for a single label (every position at 0.95 would let a 6-position string through at 0.74)."""
+        proba = np.asarray(proba)
+        labels = codec.decode_scores(proba)
+        target = codec.encode(labels, max_chars=proba.shape[1])
+        confidence = np.take_along_axis(proba, target[..., None], axis=-1)[..., 0].prod(axis=1)
+        return labels, confidence
+
     def score(self, y_true: np.ndarray, proba: np.ndarray) -> float:
         return self.metric(np.asarray(y_true).astype(str), self.predictions(proba))
 

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.blend import apply_class_weights, blend, fit_class_weights, fit_weights
+from common.blend import _same_folds, apply_class_weights, blend, fit_class_weights, fit_weights
 from common.errors import UserError
 from common.leaderboard import leaderboard
 from common.metrics import macro_f1
+from common.store import Run
 from tests.common.fake_runs import FakeNews, make_fake_runs, noisy_news_proba
 
 
@@ -161,3 +162,18 @@ def test_blend_verb_of_the_shared_cli(toy_dir, tmp_path, capsys):
     assert (tmp_path / "bl" / "submission.csv").is_file()
     assert main(["blend", "--data-dir", str(toy_dir), "--runs", runs[0], "--out", str(tmp_path / "bl")]) == 2
     assert "at least two runs" in capsys.readouterr().err
+
+
+def test_same_folds_compares_only_the_scored_rows(tmp_path):
+    """Rows only ever trained on (fold -1: pseudo-labelled rows, an official split's training part) never enter
+    the OOF: folds files that differ only there hold blendable runs."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    pd.DataFrame({"id": ["x", "y", "z"], "label": 0, "fold": [0, 1, -1]}).to_csv(a, index=False)
+    pd.DataFrame({"id": ["x", "p", "y"], "label": 0, "fold": [0, -1, 1]}).to_csv(b, index=False)
+
+    def run(folds_file):
+        return Run(tmp_path, config={"model": "m", "folds_file": str(folds_file)})
+
+    assert _same_folds(run(a), run(b))
+    pd.DataFrame({"id": ["x", "y"], "label": 0, "fold": [1, 0]}).to_csv(b, index=False)
+    assert not _same_folds(run(a), run(b))

@@ -79,7 +79,7 @@ def test_one_fold_at_a_time_then_merge(cli, tmp_path):
     assert {k: v for k, v in _snapshot(run).items() if k.startswith("fold")} == folds_before
     assert out[-1].startswith("CV accuracy") and (run / "oof.npy").read_bytes() == first
     assert sum("already complete, skipped" in line for line in out) == 3
-    assert len(list((tmp_path / "submissions/toy").glob("*.csv"))) == 2  # both merges archived
+    assert len(list((tmp_path / "submissions/toy").glob("toy_logreg-cv*.csv"))) == 2  # both merges archived
     code, _, err = _train(cli, run, "toy_logreg", "--fold", 7)
     assert code == 2 and "--fold 7 does not exist" in err
 

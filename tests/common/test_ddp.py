@@ -48,7 +48,7 @@ def test_cli_under_torchrun(tmp_path, toy_dir):
             run / f"fold{k}" / "estimator.json"
         ).is_file()
     assert (run / "submission.csv").is_file()
-    assert len(list((tmp_path / "submissions" / "toy").glob("*.csv"))) == 1
+    assert len(list((tmp_path / "submissions" / "toy").glob("*-cv*.csv"))) == 1
 
 
 def test_accumulation_syncs_once_per_step_compiled_or_not_and_eval_is_sharded(tmp_path):
