@@ -45,7 +45,7 @@ TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
 .PHONY: help venv demo test test-all test-gpu lint format models data train fold folds full submit predict tune blend \
-        leaderboard report pretrain bench clean
+        leaderboard adversarial report pretrain bench clean
 
 help: ## list the targets and variables
 	@echo "usage: make TARGET [VAR=value ...]"; echo; echo "targets:"
@@ -123,6 +123,9 @@ blend: $(STAMP) ## blend runs of COMP: RUNS="runs/x/a runs/x/b"
 
 leaderboard: $(STAMP) ## every run under runs/ by CV score (COMP= to filter)
 	$(PY) -m common.leaderboard $(if $(filter command line,$(origin COMP)),--competition $(COMP))
+
+adversarial: $(STAMP) ## adversarial validation of COMP: train-vs-test AUC, separating features -> runs/COMP/adversarial
+	$(PY) $(CLI) adversarial --data-dir $(DATA_DIR) --folds $(FOLDS) --seed $(SEED) $(SET_ARGS)
 
 report: $(STAMP) ## execute notebooks/compare_baselines.ipynb on the runs under runs/
 	$(PY) -m common.report
