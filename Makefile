@@ -9,7 +9,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 
-COMP      ?= news_text_cls## competition: news_text_cls | street_char_rec
+COMP      ?= news_text_cls## competition: news_text_cls | street_char_rec | any folder of competitions/
+# a contest may set its own defaults (e.g. MODEL ?= cnn) in competitions/<comp>/defaults.mk
+-include competitions/$(COMP)/defaults.mk
 MODEL     ?= tfidf## model name (see `make models`)
 FOLDS     ?= 5## number of folds
 FOLD      ?= 0## one fold for `make fold`
@@ -28,6 +30,9 @@ SIZE      ?= small## BERT size for `make pretrain` and MODEL=bert: mini | small 
 PRETRAINED ?= runs/news_text_cls/pretrained-$(SIZE)## pretrained BERT directory for MODEL=bert
 TEST_FILE ?=## test file for `make predict` (default test_a.csv / mchar_test_a)
 OUT       ?=## submission path for `make predict` (default RUN/predict.csv)
+NAME      ?=## `make new-competition`: the new contest's name, e.g. my_contest
+TASK      ?=## `make new-competition`: text | image | tabular
+METRIC    ?=## `make new-competition`: a key of common.metrics.METRICS (default accuracy)
 
 COMPS      := $(sort $(patsubst competitions/%/__main__.py,%,$(wildcard competitions/*/__main__.py)))
 ifeq ($(filter $(COMP),$(COMPS)),)
@@ -45,11 +50,11 @@ TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
 .PHONY: help venv demo test test-all test-gpu lint format models data train fold folds full submit predict tune blend \
-        leaderboard adversarial report pretrain bench clean
+        leaderboard adversarial report pretrain new-competition bench clean
 
 help: ## list the targets and variables
 	@echo "usage: make TARGET [VAR=value ...]"; echo; echo "targets:"
-	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1\t\2/' | expand -t 16
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1\t\2/' | expand -t 19
 	@echo; echo "variables (default):"
 	@grep -E '^[A-Z_]+ +\?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) +\?= *([^#]*)## (.*)/  \1\t\3 (\2)/' | expand -t 16
 
@@ -135,6 +140,10 @@ pretrain: $(PRETRAINED)/pretrain.json ## MLM-pretrain BERT on the news train+tes
 $(PRETRAINED)/pretrain.json: | $(STAMP)
 	$(PY) -m competitions.news_text_cls pretrain --size $(SIZE) --out $(PRETRAINED) \
 		--data-dir $(if $(filter news_text_cls,$(COMP)),$(DATA_DIR),data/news_text_cls)
+
+new-competition: $(STAMP) ## scaffold competitions/NAME and tests/NAME: NAME=my_contest TASK=text|image|tabular [METRIC=...]
+	@test -n "$(NAME)" -a -n "$(TASK)" || { echo "error: make new-competition needs NAME=... and TASK=text|image|tabular" >&2; exit 2; }
+	$(PY) -m common.scaffold $(NAME) --task $(TASK) $(if $(METRIC),--metric $(METRIC))
 
 bench: $(STAMP) ## run the CPU-sized benchmarks in bench/ (JSON lines)
 	for f in bench/*.py; do echo "# $$f"; $(PY) $$f || exit 1; done
