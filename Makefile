@@ -19,7 +19,7 @@ SEED      ?= 42## seed of the folds
 DATA_DIR  ?= data/$(COMP)## the contest's files
 RUN       ?= runs/$(COMP)/$(MODEL)## run directory
 TRIALS    ?= 20## Optuna trials for `make tune`
-STORAGE   ?=## Optuna storage URL (default sqlite:///runs/optuna.db)
+STORAGE   ?=## Optuna storage: journal file or database URL (default runs/optuna.journal)
 SET       ?=## extra model params, space separated key=value
 CONFIG    ?=## YAML of model params (e.g. best params from tune)
 NPROC     ?= 1## processes (GPUs) for DDP through torchrun
