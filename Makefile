@@ -9,7 +9,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 
-COMP      ?= news_text_cls## competition: news_text_cls | street_char_rec
+COMP      ?= news_text_cls## competition: news_text_cls | street_char_rec | any folder of competitions/
+# a contest may set its own defaults (e.g. MODEL ?= cnn) in competitions/<comp>/defaults.mk
+-include competitions/$(COMP)/defaults.mk
 MODEL     ?= tfidf## model name (see `make models`)
 FOLDS     ?= 5## number of folds
 FOLD      ?= 0## one fold for `make fold`
@@ -33,6 +35,9 @@ SCORE     ?=## its public leaderboard score, for `make lb-score`
 BOARD     ?= a## leaderboard of that score for `make lb-score`: a | b
 PORT      ?= 8080## port of `make dashboard` (on 127.0.0.1)
 THRESHOLD ?= 0.95## confidence a test row needs for `make pseudo` (street: the whole string's probability)
+NAME      ?=## `make new-competition`: the new contest's name, e.g. my_contest
+TASK      ?=## `make new-competition`: text | image | tabular
+METRIC    ?=## `make new-competition`: a key of common.metrics.METRICS (default accuracy)
 
 COMPS      := $(sort $(patsubst competitions/%/__main__.py,%,$(wildcard competitions/*/__main__.py)))
 ifeq ($(filter $(COMP),$(COMPS)),)
@@ -52,11 +57,11 @@ TRAIN_ARGS  = --model $(MODEL) --data-dir $(DATA_DIR) --run-dir $(RUN) --folds $
 FOLD_IDS    = $(shell seq 0 $$(($(FOLDS) - 1)))
 
 .PHONY: help venv demo test test-all test-gpu lint format models data train fold folds full submit predict tune blend \
-        leaderboard lb-score pseudo dashboard report pretrain bench clean
+        leaderboard lb-score pseudo dashboard adversarial report pretrain new-competition bench clean
 
 help: ## list the targets and variables
 	@echo "usage: make TARGET [VAR=value ...]"; echo; echo "targets:"
-	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1\t\2/' | expand -t 16
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1\t\2/' | expand -t 19
 	@echo; echo "variables (default):"
 	@grep -E '^[A-Z_]+ +\?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) +\?= *([^#]*)## (.*)/  \1\t\3 (\2)/' | expand -t 16
 
@@ -141,6 +146,8 @@ leaderboard: $(STAMP) ## every run under runs/ by CV score (COMP= to filter)
 lb-score: $(STAMP) ## record the public score of a submission: SUB=submissions/<comp>/<file>.csv SCORE=0.9412 [BOARD=b]
 	@test -n "$(SUB)" -a -n "$(SCORE)" || { echo "usage: make lb-score SUB=submissions/<comp>/<file>.csv SCORE=<public score> [BOARD=a|b]" >&2; exit 2; }
 	$(PY) -m competitions.$(call comp_of,$(SUB)) lb-score --sub $(SUB) --score $(SCORE) --board $(BOARD)
+adversarial: $(STAMP) ## adversarial validation of COMP: train-vs-test AUC, separating features -> runs/COMP/adversarial
+	$(PY) $(CLI) adversarial --data-dir $(DATA_DIR) --folds $(FOLDS) --seed $(SEED) $(SET_ARGS)
 
 report: $(STAMP) ## execute notebooks/compare_baselines.ipynb on the runs under runs/
 	$(PY) -m common.report
@@ -150,6 +157,10 @@ pretrain: $(PRETRAINED)/pretrain.json ## MLM-pretrain BERT on the news train+tes
 $(PRETRAINED)/pretrain.json: | $(STAMP)
 	$(PY) -m competitions.news_text_cls pretrain --size $(SIZE) --out $(PRETRAINED) \
 		--data-dir $(if $(filter news_text_cls,$(COMP)),$(DATA_DIR),data/news_text_cls)
+
+new-competition: $(STAMP) ## scaffold competitions/NAME and tests/NAME: NAME=my_contest TASK=text|image|tabular [METRIC=...]
+	@test -n "$(NAME)" -a -n "$(TASK)" || { echo "error: make new-competition needs NAME=... and TASK=text|image|tabular" >&2; exit 2; }
+	$(PY) -m common.scaffold $(NAME) --task $(TASK) $(if $(METRIC),--metric $(METRIC))
 
 bench: $(STAMP) ## run the CPU-sized benchmarks in bench/ (JSON lines)
 	for f in bench/*.py; do echo "# $$f"; $(PY) $$f || exit 1; done

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from common.competition import Competition
-from common.config import build_tree
+from common.config import build_tree, to_dict
 from common.errors import UserError
 from common.folds import load_folds
 from common.store import Run, RunStore, device_description, new_manifest, open_run
@@ -174,8 +174,9 @@ def check_members(runs: Sequence[Run], competition: Competition) -> tuple[list[n
     """Refuse runs that cannot be blended; return their OOF probabilities and the shared ids."""
     if len(runs) < 2:
         raise UserError(f"a blend needs at least two runs, got {len(runs)}")
-    if any(r.data_params != runs[0].data_params for r in runs):
-        different = next(r for r in runs if r.data_params != runs[0].data_params)
+    sections = [to_dict(data_config(competition, r)) for r in runs]  # keys added since a run: their defaults
+    if any(section != sections[0] for section in sections):
+        different = next(r for r, section in zip(runs, sections, strict=True) if section != sections[0])
         raise UserError(
             f"{different.path} was trained with data settings {different.data_params}, {runs[0].path} with "
             f"{runs[0].data_params}; only runs on the same data can be blended"

@@ -137,6 +137,18 @@ def resolve_folds(data: TrainData, folds_dir: Path, n_folds: int, seed: int) -> 
     return np.asarray(data.folds, dtype=np.int64), path
 
 
+def apply_folds_from(competition: Competition, data: TrainData, test, data_cfg) -> TrainData:
+    """``folds_from=adversarial``: the holdout of the most test-like rows as the data's predefined folds
+    (:func:`common.adversarial.holdout_folds`); ``kfold``: the data as it is."""
+    if getattr(data_cfg, "folds_from", "kfold") != "adversarial":
+        return data
+    from common import adversarial
+
+    data = adversarial.holdout_folds(competition, data, test, data_cfg)
+    _say(adversarial.describe_holdout(data, data_cfg.holdout_share))
+    return data
+
+
 def run_inputs(data: TrainData, test) -> dict:
     """Content fingerprints of every file and folder the run reads."""
     return {
@@ -155,9 +167,12 @@ class Reuse:
     clear: str | None = None
 
 
-def reconcile(store: RunStore, config: dict, inputs: dict, force: bool) -> Reuse:
+def reconcile(
+    store: RunStore, config: dict, inputs: dict, force: bool, data_defaults: dict | None = None
+) -> Reuse:
     """Check that ``store`` may hold this run (same competition and model; same params, folds and training data
-    unless ``force``, which asks for it to be cleared). Called under the run lock; writes nothing."""
+    unless ``force``, which asks for it to be cleared). A data key the stored config lacks (added to the code
+    since) counts as its default from ``data_defaults``. Called under the run lock; writes nothing."""
     problem = store.layout_problem()
     if problem:
         if not force:
@@ -166,6 +181,8 @@ def reconcile(store: RunStore, config: dict, inputs: dict, force: bool) -> Reuse
     old = store.read_config()
     if old is None:
         return Reuse([], None)
+    if data_defaults and isinstance(old.get("data"), dict):
+        old = {**old, "data": {**data_defaults, **old["data"]}}
     for key in ("competition", "model"):
         if old.get(key) != config[key]:
             raise UserError(
@@ -264,6 +281,7 @@ def cmd_train(competition: Competition, args) -> int:
         raise UserError(
             "--fold full only predicts the test set, and no test file was found in the data directory"
         )
+    data = apply_folds_from(competition, data, test, run_config.data)
     folds, folds_file = resolve_folds(data, folds_dir, args.folds, args.seed)
     which = _which_folds(args, folds)
     config = {
@@ -279,7 +297,9 @@ def cmd_train(competition: Competition, args) -> int:
     }
     inputs = run_inputs(data, test) if distributed.is_main_process() else {}
     targets = [FULL] if args.fold == FULL else which
-    session = open_session(store, config, inputs, targets, model, args.seed, args.force)
+    session = open_session(
+        store, config, inputs, targets, model, args.seed, args.force, to_dict(competition.data_config())
+    )
     try:
         if session.reuse.test_changed and test is not None:
             done = cv.repredict_test(store, [*cv.fold_numbers(folds), FULL], test, cv.class_list(data.y))
@@ -329,7 +349,14 @@ class Session:
 
 
 def open_session(
-    store: RunStore, config: dict, inputs: dict, targets: Sequence, model, seed: int, force: bool
+    store: RunStore,
+    config: dict,
+    inputs: dict,
+    targets: Sequence,
+    model,
+    seed: int,
+    force: bool,
+    data_defaults: dict | None = None,
 ) -> Session:
     """Under the run lock: check the folder may hold this run (:func:`reconcile`), lock the folds of ``targets``
     still to train, clear the folder when ``--force`` asks for it, write ``config.yaml`` and ``run.json``. Only
@@ -340,7 +367,7 @@ def open_session(
         return Session(reuse, locks)
     store.prepare()
     with store.run_lock("write the run's config"):
-        reuse = reconcile(store, config, inputs, force)
+        reuse = reconcile(store, config, inputs, force, data_defaults)
         pending = [k for k in targets if force or reuse.clear or not store.is_complete(k)]
         try:
             for k in pending:
@@ -516,6 +543,10 @@ def cmd_tune(competition: Competition, args) -> int:
     folds_dir = Path(args.folds_dir) if args.folds_dir else Path("runs") / competition.name / "folds"
     data = competition.load_train(data_dir, run_config.data)
     check_data(make_model(competition, args.model, run_config), data)
+    if run_config.data.folds_from == "adversarial":
+        data = apply_folds_from(
+            competition, data, competition.load_test(data_dir, run_config.data), run_config.data
+        )
     folds, _ = resolve_folds(data, folds_dir, args.folds, args.seed)
     result = tuning.tune(
         competition,
@@ -670,6 +701,18 @@ def cmd_models(competition: Competition, args) -> int:
     return 0
 
 
+def add_adversarial_arguments(p: argparse.ArgumentParser, competition: Competition) -> None:
+    from common import adversarial
+
+    adversarial.add_arguments(p, competition)
+
+
+def cmd_adversarial(competition: Competition, args) -> int:
+    from common import adversarial
+
+    return adversarial.cmd(competition, args)
+
+
 SHARED: dict[str, tuple[str, Callable, Callable]] = {
     "train": (
         "train one fold or all folds of a model and write OOF, CV score and submission",
@@ -703,6 +746,12 @@ SHARED: dict[str, tuple[str, Callable, Callable]] = {
         "record the public leaderboard score a submission file got (in submissions/<comp>/scores.csv)",
         add_lb_score_arguments,
         cmd_lb_score,
+    ),
+    "adversarial": (
+        "adversarial validation: AUC of telling training from test rows, the separating features, each training "
+        "row's test-likeness (runs/<comp>/adversarial/)",
+        add_adversarial_arguments,
+        cmd_adversarial,
     ),
 }
 

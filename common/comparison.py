@@ -13,9 +13,11 @@ import pandas as pd
 
 from common import cv_lb, diagnostics, plots
 from common.errors import UserError
+from common.fingerprint import changed, fingerprints
 from common.leaderboard import leaderboard
 from common.ledger import Ledger
 from common.runs import Run, Study, fold_scores, learning_curves
+from common.store import AdversarialStore
 
 TABLE_COLUMNS = ["rank", "model", "run", "status", "cv_score", "lb_score", "lb_board", "fold_mean", "fold_std",
                  "folds_done", "seconds", "key_params", "pseudo", "submission"]  # fmt: skip
@@ -252,3 +254,43 @@ def cv_lb_section(study: Study) -> pd.DataFrame | None:
     show(table.round(5))
     show_figure(plots.cv_vs_lb(table, summary, study.competition.metric_name), study, "cv-vs-lb")
     return table
+
+
+def adversarial_section(study: Study, n_rows: int = 10) -> dict | None:
+    """The adversarial validation of ``runs/<comp>/adversarial/`` (``make adversarial``): its AUC and fold spread,
+    the distributions of the training and test rows' test-likeness, the separating features and the most
+    test-like training rows. Independent of the runs."""
+    store = AdversarialStore(study.runs_root / study.name / "adversarial")
+    try:
+        report = store.read_report()
+        scores = store.read_scores() if report is not None else None
+    except UserError as exc:
+        print(f"{study.name}: adversarial validation unreadable ({exc})")
+        return None
+    if report is None:
+        print(f"{study.name}: no adversarial validation yet (make adversarial COMP={study.name})")
+        return None
+    recorded = {
+        **(report.get("inputs") or {}).get("train", {}),
+        **(report.get("inputs") or {}).get("test", {}),
+    }
+    stale = changed(recorded, fingerprints(recorded))
+    print(
+        f"{study.name}: adversarial AUC {report['auc']:.3f} +/- {report['auc_std']:.3f} over {report['n_folds']} "
+        f"folds ({report['n_train']} training vs {report['n_test']} test rows): {report['verdict']}"
+        + (f" [made from data that has changed since: {', '.join(stale)}]" if stale else "")
+    )
+    features = pd.DataFrame(report["features"])
+    if len(features):
+        show(features[["feature", "weight", "more_in", "train", "test", "auc_alone"]])
+    fig = plots.adversarial(
+        scores.loc[scores["set"] == "train", "score"].to_numpy(),
+        scores.loc[scores["set"] == "test", "score"].to_numpy(),
+        report["auc"],
+        report["auc_std"],
+        features,
+    )
+    show_figure(fig, study, "adversarial")
+    print(f"{study.name}: the {min(n_rows, len(report['most_test_like']))} most test-like training rows")
+    show(pd.DataFrame(report["most_test_like"]).head(n_rows))
+    return report

@@ -12,14 +12,18 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from common.config import ConfigBase
 from common.errors import UserError
 from common.metrics import Metric
+
+if TYPE_CHECKING:
+    from common.adversarial import AdversarialFeatures
 
 
 @dataclass
@@ -28,6 +32,13 @@ class DataConfig(ConfigBase):
 
     #: the test file or folder to predict (a name in the data directory or a path); None: the contest's default
     test_file: str | None = None
+    #: kfold: stratified k folds; adversarial: one holdout of the most test-like rows (``holdout_share`` of each
+    #: class, by the scores of ``make adversarial``), every other row train-only (see common/adversarial.py)
+    folds_from: Literal["kfold", "adversarial"] = "kfold"
+    #: folds_from=adversarial: the share of each class's rows in the holdout
+    holdout_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    #: folds_from=adversarial: where the adversarial scores are (None: runs/<competition>/adversarial)
+    adversarial_dir: str | None = None
 
 
 @dataclass
@@ -134,3 +145,10 @@ class Competition(ABC):
         top = proba.argmax(axis=1)
         labels = np.asarray(classes)[top] if classes is not None else top
         return labels, proba.max(axis=1)
+
+    def adversarial_features(self, train: TrainData, test: TestData) -> AdversarialFeatures:
+        """What the adversarial classifier sees of each row, training rows first then test rows (see
+        :mod:`common.adversarial`: ``text_features``, ``image_features``, ``table_features`` build them)."""
+        raise UserError(
+            f"{self.name} defines no adversarial features; implement {type(self).__name__}.adversarial_features"
+        )

@@ -71,6 +71,11 @@ def roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
     )
 
 
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The mean of the recalls of the classes present in ``y_true`` (accuracy that every class weighs the same in)."""
+    return float(skm.balanced_accuracy_score(np.asarray(y_true), np.asarray(y_pred)))
+
+
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.sqrt(skm.mean_squared_error(np.asarray(y_true, float), np.asarray(y_pred, float))))
 
@@ -129,6 +134,7 @@ METRICS: dict[str, Metric] = {
     for m in (
         Metric("macro_f1", macro_f1),
         Metric("accuracy", accuracy),
+        Metric("balanced_accuracy", balanced_accuracy),
         Metric("string_accuracy", string_accuracy),
         Metric("log_loss", log_loss, greater_is_better=False, scores="proba"),
         Metric("roc_auc", roc_auc, scores="proba"),

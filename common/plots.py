@@ -199,5 +199,39 @@ def cv_vs_lb(table: pd.DataFrame, summary: pd.DataFrame, metric: str) -> Figure:
     ax.set(xlabel=f"CV {metric}", ylabel=f"public LB {metric}", title="\n".join(titles))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def adversarial(
+    train_scores: np.ndarray, test_scores: np.ndarray, auc: float, auc_std: float, features: pd.DataFrame
+) -> Figure:
+    """Adversarial validation: the out-of-fold test-likeness of training and test rows (two histograms that
+    overlap when the sets look alike), and the weights of the features that separate them most."""
+    fig, (ax_scores, ax_features) = _subplots(1, 2, figsize=(11, 3.6))
+    bins = np.linspace(0.0, 1.0, 41)
+    for scores, label, color in (
+        (train_scores, "training rows", "tab:blue"),
+        (test_scores, "test rows", "tab:red"),
+    ):
+        ax_scores.hist(
+            scores, bins=bins, density=True, alpha=0.45, color=color, label=f"{label} (n={len(scores)})"
+        )
+    ax_scores.set(
+        xlabel="test-likeness (the classifier's out-of-fold probability of 'test')",
+        ylabel="density",
+        title=f"AUC {auc:.3f} +/- {auc_std:.3f} (0.5: indistinguishable)",
+    )
+    ax_scores.legend(fontsize=8)
+    ax_scores.grid(alpha=0.3)
+    if len(features):
+        top = features.iloc[:10][::-1]
+        colors = ["tab:red" if m == "test" else "tab:blue" for m in top["more_in"]]
+        ax_features.barh(np.arange(len(top)), top["weight"], color=colors, alpha=0.7)
+        ax_features.set_yticks(np.arange(len(top)), top["feature"].astype(str))
+        ax_features.set(
+            xlabel="weight (red: larger in test, blue: larger in train)", title="separating features"
+        )
+        ax_features.grid(axis="x", alpha=0.3)
+    else:
+        ax_features.axis("off")
     fig.tight_layout()
     return fig

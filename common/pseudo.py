@@ -31,6 +31,7 @@ import numpy as np
 from common import cv
 from common.cli import check_data, check_model, data_dir_of, finish_run, open_session, report_fold, run_inputs
 from common.competition import Competition, TrainData
+from common.config import to_dict
 from common.errors import UserError
 from common.fingerprint import changed, fingerprints
 from common.folds import load_folds
@@ -172,7 +173,14 @@ def pseudo_cli(competition: Competition, args) -> int:
     )
     store = RunStore(out)
     session = open_session(
-        store, config, inputs, fold_list, model, int(source.config.get("seed") or 0), args.force
+        store,
+        config,
+        inputs,
+        fold_list,
+        model,
+        int(source.config.get("seed") or 0),
+        args.force,
+        to_dict(competition.data_config()),
     )
     results = []
     try:

@@ -11,6 +11,12 @@ Layout of ``runs/<competition>/<run>/`` (schema :data:`SCHEMA`)::
     oof.npy, oof_ids.npy, test.npy, cv.json, submission.csv, submission-full.csv     after all folds
     .run.lock, .fold<k>.lock                                                            held while writing / training
 
+and of ``runs/<competition>/adversarial/`` (:class:`AdversarialStore`, written by :mod:`common.adversarial`)::
+
+    scores.csv          id, set (train | test), fold, score: each row's out-of-fold probability of being a test row
+    report.json         AUC and its fold spread, the separating features, the most test-like training rows, the
+                        content fingerprints of the data it was made from; written last (the completion marker)
+
 Everything is written atomically (:mod:`common.atomic`); nothing here is ever unpickled (:mod:`common.persist`,
 ``np.load(allow_pickle=False)``, ``yaml.safe_load``, JSON). A folder of an older layout is refused with a message to
 re-run it. cv, blend, predict, the leaderboard and the notebook go through this module only.
@@ -305,6 +311,49 @@ class RunStore:
         """The test probabilities of one fold's model (``fold<k>/test.npy``), or None when it has none."""
         path = self.fold_dir(fold) / TEST
         return self.read_array(path.relative_to(self.path)) if path.is_file() else None
+
+
+class AdversarialStore:
+    """The folder of an adversarial validation (see the module docstring): no config.yaml, so it is never taken for a
+    run. ``report.json`` is removed first and written last, so a crash never leaves a complete-looking folder."""
+
+    REPORT, SCORES = "report.json", "scores.csv"
+    SCORE_COLUMNS = ("id", "set", "fold", "score")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def write(self, scores: pd.DataFrame, report: dict) -> None:
+        if list(scores.columns) != list(self.SCORE_COLUMNS):
+            raise ValueError(f"scores must have columns {self.SCORE_COLUMNS}, got {list(scores.columns)}")
+        RunStore(self.path).prepare()
+        (self.path / self.REPORT).unlink(missing_ok=True)
+        write_text(self.path / self.SCORES, scores.to_csv(index=False, float_format="%.6f"))
+        write_json(self.path / self.REPORT, report)
+
+    def read_report(self) -> dict | None:
+        """The report, or None when the folder holds no complete adversarial validation."""
+        report = RunStore(self.path)._read(self.REPORT, "json")
+        if report is not None and (not isinstance(report, dict) or "auc" not in report):
+            raise UserError(f"{self.path / self.REPORT}: not an adversarial validation report")
+        return report
+
+    def read_scores(self) -> pd.DataFrame:
+        path = self.path / self.SCORES
+        try:
+            frame = pd.read_csv(path, dtype={"id": str, "set": str})
+        except FileNotFoundError:
+            raise UserError(f"{path}: missing; re-run the adversarial validation") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable scores CSV ({str(exc)[:200]})") from None
+        if list(frame.columns) != list(self.SCORE_COLUMNS) or not pd.api.types.is_numeric_dtype(
+            frame["score"]
+        ):
+            raise UserError(f"{path}: expected columns {','.join(self.SCORE_COLUMNS)} with numeric scores")
+        return frame
 
 
 class Run(RunStore):

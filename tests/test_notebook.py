@@ -12,9 +12,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from common import adversarial
 from common.blend import blend
+from common.competition import DataConfig
 from common.report import NOTEBOOK, execute_notebook, main
 from tests.common.fake_runs import FakeNews, make_fake_runs, score_fake_submissions
+from tests.common.toy import ToyCompetition, write_toy_data
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = "tests.common.fake_runs:FakeNews,tests.common.fake_runs:FakeStreet,tests.common.toy:ToyCompetition"
@@ -52,6 +55,10 @@ def executed(tmp_path_factory):
     blend(runs, FakeNews(), news["data_dir"], fake["runs_root"] / "fake_news" / "blend", max_evals=30,
           submissions_dir=root / "submissions")  # fmt: skip
     score_fake_submissions(fake, root / "submissions")  # public scores for the CV-vs-LB section
+    toy_data = write_toy_data(root / "toy_data")
+    adversarial.run(
+        ToyCompetition(), toy_data, DataConfig(), root / "runs" / "toy" / "adversarial", n_folds=3
+    )
     nb = execute_notebook(
         "report", runs_root="runs", competitions=SPECS, submissions_root="submissions", cwd=root, timeout=120
     )
@@ -71,12 +78,14 @@ def test_executes_every_section_on_fake_runs(executed):
         "fake_news-learning-curves.png", "fake_news-blend-blend.png", "fake_street-cv-by-run.png",
         "fake_street-accuracy-by-length.png", "fake_street-hardest.png", "fake_street-learning-curves.png",
         "fake_news-cv-vs-lb.png",
+        "toy-adversarial.png",
     }  # fmt: skip
     assert expected <= figures
     images = sum(1 for c in code_cells(saved) for o in c.outputs if "image/png" in o.get("data", {}))
     assert images >= len(expected)
     text = outputs_text(saved)
     assert "toy: no runs" in text  # a competition without runs degrades to a line
+    assert "toy: adversarial AUC" in text and "fake_news: no adversarial validation yet" in text
     assert "incomplete" in text and "cross-fitted" in text and "most confident mistakes" in text
     assert "fake_news board a: 3 submission(s), Spearman rho(CV, LB)" in text and "out of line" in text
     assert "fake_street: no public scores recorded yet" in text

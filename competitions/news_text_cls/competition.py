@@ -59,6 +59,12 @@ class NewsCompetition(Competition):
                 return data_dir / name
         return None
 
+    def adversarial_features(self, train: TrainData, test: TestData):
+        """TF-IDF over id uni/bi-grams plus each document's length, for a logistic regression."""
+        from common.adversarial import text_features
+
+        return text_features(train.X.texts, test.X.texts, token_pattern=r"\S+", ngram_max=2)
+
     def predictions(self, proba: np.ndarray) -> np.ndarray:
         return np.asarray(proba).argmax(axis=1)
 

@@ -97,6 +97,14 @@ class StreetCompetition(Competition):
         )
         return TestData(X=X, ids=images.names.astype(str), sources=[folder])
 
+    def adversarial_features(self, train: TrainData, test: TestData):
+        """Per image: size, aspect, brightness, contrast, saturation, warmth, sharpness and bytes per pixel (of the
+        original files, not the resized cache), for gradient boosting."""
+        from common.adversarial import image_features
+
+        paths = [*train.X.paths[train.X.rows], *test.X.paths[test.X.rows]]
+        return image_features(paths)
+
     def predictions(self, proba: np.ndarray) -> np.ndarray:
         return codec.decode_scores(proba)
 

@@ -52,7 +52,12 @@ def test_train_all_folds(cli, tmp_path):
     config = yaml.safe_load((run / "config.yaml").read_text())
     trainer = config["params"]["trainer"]
     assert config["model"] == "toy_mlp" and trainer["epochs"] == 2 and trainer["quiet"]
-    assert config["data"] == {"test_file": None}
+    assert config["data"] == {
+        "test_file": None,
+        "folds_from": "kfold",
+        "holdout_share": 0.2,
+        "adversarial_dir": None,
+    }
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["schema"] == 2 and set(manifest["folds"]) == {"0", "1", "2"}
     assert {"command", "git", "versions", "device", "seeds", "inputs", "folds_file"} <= set(manifest)

@@ -62,3 +62,9 @@ def test_macro_f1_matches_sklearn_on_random_labels(as_str):
         if as_str:
             y_true, y_pred = y_true.astype(str), y_pred.astype(str)
         assert macro_f1(y_true, y_pred) == pytest.approx(f1_score(y_true, y_pred, average="macro"), abs=1e-12)
+
+
+def test_balanced_accuracy_weighs_every_class_the_same():
+    # class 0: 3 of 4 right, class 1: 0 of 1 right -> (0.75 + 0) / 2
+    assert get_metric("balanced_accuracy")(np.array([0, 0, 0, 0, 1]), np.array([0, 0, 0, 1, 0])) == 0.375
+    assert get_metric("balanced_accuracy").greater_is_better

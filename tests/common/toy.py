@@ -67,6 +67,11 @@ class ToyCompetition(Competition):
         frame = pd.read_csv(path)
         return TestData(X=frame[FEATURES].to_numpy(np.float32), ids=frame["id"].to_numpy(str), sources=[path])
 
+    def adversarial_features(self, train: TrainData, test: TestData):
+        from common.adversarial import table_features
+
+        return table_features(pd.DataFrame(train.X, columns=FEATURES), pd.DataFrame(test.X, columns=FEATURES))
+
     def predictions(self, proba) -> np.ndarray:
         return np.asarray(proba).argmax(1)
 
