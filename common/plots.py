@@ -199,6 +199,7 @@ def cv_vs_lb(table: pd.DataFrame, summary: pd.DataFrame, metric: str) -> Figure:
     ax.set(xlabel=f"CV {metric}", ylabel=f"public LB {metric}", title="\n".join(titles))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return fig
 
 
 def adversarial(
