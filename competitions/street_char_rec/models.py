@@ -126,7 +126,10 @@ class StreetEstimator(TorchEstimator):
     def _stratify(self, y_encoded: np.ndarray) -> np.ndarray | None:
         strata = (y_encoded != codec.BLANK).sum(1)
         _, counts = np.unique(strata, return_counts=True)
-        return strata if counts.min() >= 2 else None
+        # no stratification when the inner holdout is too small to hold every length (sklearn would refuse it)
+        n_valid = int(np.ceil(self.trainer.valid_size * len(strata)))
+        fits = counts.min() >= 2 and len(counts) <= n_valid <= len(strata) - len(counts)
+        return strata if fits else None
 
     def _proba(self, logits: np.ndarray) -> np.ndarray:
         return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
