@@ -312,4 +312,4 @@ class StreetResNet(ResNetConfig, StreetEstimator):
 
 
 # the models that decode whole strings themselves register here too (they build on the classes above)
-from competitions.street_char_rec import crnn  # noqa: E402, F401
+from competitions.street_char_rec import crnn, detector  # noqa: E402, F401

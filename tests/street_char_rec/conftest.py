@@ -16,6 +16,7 @@ TINY_BY_MODEL = {
     "cnn": {"width": 8},
     "resnet": {"backbone": "resnet18"},
     "crnn": {"width": 8, "hidden": 16, "col_stride": 4},  # 8 CTC frames on a 32-pixel-wide image
+    "detector": {"width": 8, "fpn_channels": 32, "head_convs": 1, "levels": 2},
 }
 
 
