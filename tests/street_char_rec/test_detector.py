@@ -79,9 +79,7 @@ def test_tta_fuses_views_and_averages_their_scores():
 
 
 def _fit(data, **extra):
-    return create_model(
-        "detector", **{**TINY, "img_h": 32, "img_w": 64, **TINY_BY_MODEL["detector"], **extra}
-    ).fit(data.X, data.y)
+    return create_model("detector", **{**TINY, **TINY_BY_MODEL["detector"], **extra}).fit(data.X, data.y)
 
 
 @pytest.mark.parametrize("extra", [{}, {"arch": "retinanet", "tta": 2}], ids=["fcos", "retinanet-tta"])
@@ -98,16 +96,28 @@ def test_predict_is_the_decode_of_predict_proba(street_data, extra):
     assert model.module_.scales == [1.0]  # TTA views only while predicting
 
 
-def test_bf16_autocast_keeps_boxes_in_float32(street_data):
-    """The trainer's bf16 autocast (on CPU here, on CUDA in the GPU tier) reaches the backbone only."""
+def test_bf16_autocast_reaches_the_backbone_only():
+    """Under the trainer's bf16 autocast (on CPU here, on CUDA in the GPU tier) the losses and the boxes stay
+    float32."""
     import torch
 
-    data = StreetCompetition().load_train(street_data)
-    model = _fit(data, amp="bf16", epochs=1)
-    batch = {"images": torch.zeros((2, 32, 64, 3), dtype=torch.uint8)}
+    module = create_model("detector", **TINY, **TINY_BY_MODEL["detector"])._build_module()
+    images = torch.randint(0, 255, (2, 16, 32, 3), dtype=torch.uint8)
+    batch = {
+        "images": images,
+        "boxes": torch.tensor([[[2.0, 2.0, 10.0, 14.0]], [[12.0, 1.0, 20.0, 15.0]]]),
+        "box_labels": torch.tensor([[3], [7]]),
+    }
+    seen = []
+    first_conv = module.model.backbone.body.blocks[0][0]
+    first_conv.register_forward_hook(lambda mod, inputs, output: seen.append(output.dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model.module_.eval()(batch)["logits"]
-    assert out.dtype == torch.float32
+        loss = module.train()(batch)["loss"]
+        loss.backward()
+        out = module.eval()({"images": images})["logits"]
+    assert seen == [torch.bfloat16, torch.bfloat16]  # the backbone, in training and in evaluation
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert out.dtype == torch.float32 and out.shape == (2, module.max_detections, 7)
 
 
 @pytest.mark.parametrize(
