@@ -25,7 +25,7 @@ from common.config import build_tree, flat_keys, load_yaml, parse_overrides, to_
 from common.errors import UserError
 from common.fingerprint import changed, fingerprints
 from common.folds import data_fingerprint, get_folds
-from common.registry import create_model, get_model_entry, list_models
+from common.registry import create_model, get_model_entry, list_models, namespace
 from common.store import FULL, RunStore, device_description, flat_params, new_manifest, open_run
 from common.trainer import TrainerConfig
 
@@ -53,7 +53,7 @@ def data_dir_of(competition: Competition, args) -> Path:
 
 def check_model(competition: Competition, name: str) -> None:
     competition.import_models()
-    known = list_models(module=competition.models_module)
+    known = list_models(module=namespace(competition.models_module))
     if name not in known:
         raise UserError(f"unknown model {name!r} for {competition.name}; known models: {', '.join(known)}")
 
@@ -688,7 +688,7 @@ def cmd_models(competition: Competition, args) -> int:
         print("data (every model):")
         for path, _ in leaves({"data": competition.data_config}).items():
             print(f"    {path[-1]} = {getattr(competition.data_config(), path[-1])!r}")
-    for name in list_models(module=competition.models_module):
+    for name in list_models(module=namespace(competition.models_module)):
         print(name)
         if args.params:
             config = get_model_entry(name, competition.models_module).config_cls()

@@ -4,6 +4,7 @@ Training rows are ``mchar_train`` then ``mchar_val`` (ids ``mchar_train/000000.p
 The data config's ``split="kfold"`` (default) pools both and lets the shared code stratify k folds on the number of
 digits; ``split="official"`` keeps the official validation images as the single holdout (fold 0) and trains on
 ``mchar_train`` only (fold -1). Images with identical bytes share a group, so k-fold keeps them in one fold.
+``X`` also carries each labelled image's digit boxes (the detector trains on them; the other models ignore them).
 Probabilities are (n, max_chars, 11); the submission is ``file_name,file_code`` with one row per test image in name
 order.
 """
@@ -71,7 +72,8 @@ class StreetCompetition(Competition):
         folds = None
         if data.split == "official":
             folds = np.r_[np.full(len(parts[0].names), -1), np.zeros(len(parts[1].names))].astype(np.int64)
-        X = StreetImages(paths, self._cache_dir(data_dir, data), "labelled")
+        boxes = tuple(b for part in parts for b in part.boxes)
+        X = StreetImages(paths, self._cache_dir(data_dir, data), "labelled", boxes=boxes)
         groups = np.unique(file_digests(paths), return_inverse=True)[1] if data.split == "kfold" else None
         sources = [data_dir / TRAIN_DIR, data_dir / TRAIN_JSON]
         if has_val:

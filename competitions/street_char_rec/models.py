@@ -306,3 +306,7 @@ class StreetResNet(ResNetConfig, StreetEstimator):
             "aug_rotate": trial.suggest_float("aug_rotate", 0.0, 15.0),
             "aug_dropout_p": trial.suggest_float("aug_dropout_p", 0.0, 0.5),
         }
+
+
+# the models that decode whole strings themselves register here too (they build on the classes above)
+from competitions.street_char_rec import crnn, detector  # noqa: E402, F401

@@ -6,6 +6,11 @@ that does not parse or is not a mapping, an entry without the five lists or with
 empty label list, a label outside 0..9, a file name that is not a plain name inside its folder (``../x.png``), an
 image listed but missing, an image present but not listed, an empty test folder. Images that fail to decode are
 found when they are cached (:mod:`.cache`): fatal for labelled images, a warning and a blank image for test ones.
+
+Each labelled image's per-digit boxes (left, top, width, height, in the original image's pixels, one per label in
+the JSON's order) are kept beside its label for the models that train on them (the detector); a box value that is
+not a finite number is an error here, boxes of no area or outside their image are refused by the detector's own
+check (:mod:`.boxes`), so the other models still train on such data.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ BOX_KEYS = ("height", "label", "left", "top", "width")
 
 @dataclass(frozen=True)
 class ImageFolder:
-    """Image files of one split in name order; ``labels`` holds digit strings ("19") for labelled splits."""
+    """Image files of one split in name order; ``labels`` holds digit strings ("19") for labelled splits, ``boxes``
+    their digits' boxes."""
 
     folder: Path
     names: np.ndarray
     labels: np.ndarray | None = None
+    #: per image (in ``names`` order) a float (k, 4) array of its k digits' left, top, width, height
+    boxes: tuple[np.ndarray, ...] | None = None
 
     @property
     def paths(self) -> list[Path]:
@@ -68,7 +76,8 @@ def list_images(folder: Path) -> list[str]:
     return sorted(names)
 
 
-def _label_of(name: str, entry, source: Path) -> str:
+def _annotation_of(name: str, entry, source: Path) -> tuple[str, np.ndarray]:
+    """The digit string and the (k, 4) left, top, width, height boxes of one JSON entry."""
     where = f"{source}: entry {name!r}"
     if not isinstance(entry, dict):
         raise UserError(f"{where} is {type(entry).__name__}; expected an object with lists {list(BOX_KEYS)}")
@@ -90,13 +99,19 @@ def _label_of(name: str, entry, source: Path) -> str:
         digits.append(str(int(value)))
     for key in ("height", "left", "top", "width"):
         for value in lists[key]:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise UserError(f"{where} has {key} {value!r}; expected numbers")
-    return "".join(digits)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+                raise UserError(f"{where} has {key} {value!r}; expected finite numbers")
+    boxes = np.array([lists[k] for k in ("left", "top", "width", "height")], dtype=np.float64).T
+    return "".join(digits), boxes.reshape(-1, 4)
 
 
 def read_labels(json_path: Path) -> dict[str, str]:
     """File name -> digit string, from one of the contest's label JSON files."""
+    return {name: digits for name, (digits, _) in read_annotations(json_path).items()}
+
+
+def read_annotations(json_path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """File name -> (digit string, (k, 4) boxes: left, top, width, height), from a label JSON file."""
     if not json_path.is_file():
         raise UserError(f"label file not found: {json_path}")
     try:
@@ -107,7 +122,9 @@ def read_labels(json_path: Path) -> dict[str, str]:
         raise UserError(
             f"{json_path}: expected an object mapping file name -> boxes, got {type(data).__name__}"
         )
-    return {check_name(name, json_path): _label_of(name, entry, json_path) for name, entry in data.items()}
+    return {
+        check_name(name, json_path): _annotation_of(name, entry, json_path) for name, entry in data.items()
+    }
 
 
 def read_labelled(data_dir: Path, folder_name: str, json_name: str) -> ImageFolder:
@@ -115,7 +132,7 @@ def read_labelled(data_dir: Path, folder_name: str, json_name: str) -> ImageFold
     folder, json_path = data_dir / folder_name, data_dir / json_name
     if not folder.is_dir():
         raise UserError(f"image folder not found: {folder}")
-    labels = read_labels(json_path)
+    labels = read_annotations(json_path)
     present = set(list_images(folder))
     missing = sorted(set(labels) - present)
     if missing:
@@ -128,7 +145,12 @@ def read_labelled(data_dir: Path, folder_name: str, json_name: str) -> ImageFold
     if not labels:
         raise UserError(f"{json_path}: no images listed")
     names = sorted(labels)
-    return ImageFolder(folder, np.array(names), np.array([labels[n] for n in names]))
+    return ImageFolder(
+        folder,
+        np.array(names),
+        np.array([labels[n][0] for n in names]),
+        tuple(labels[n][1] for n in names),
+    )
 
 
 def read_unlabelled(folder: Path) -> ImageFolder:

@@ -82,7 +82,12 @@ def test_bf16_bert_fold_after_a_cuda_mlm_pretraining(news, tmp_path):
     _fold(comp, data, test, model, tmp_path / "run")
 
 
-STREET_GPU = {"cnn": {"width": 16}, "resnet": {"backbone": "resnet18"}}
+STREET_GPU = {
+    "cnn": {"width": 16},
+    "resnet": {"backbone": "resnet18"},
+    "crnn": {"width": 16},
+    "detector": {"width": 16, "tta": 1},
+}
 
 
 @pytest.mark.parametrize("name", sorted(STREET_GPU))
@@ -98,6 +103,24 @@ def test_resnet_channels_last_and_compile(street, tmp_path):
         "resnet", img_h=32, img_w=64, epochs=2, batch_size=64, channels_last=True, compile=True, **GPU
     )
     _fold(comp, data, test, model, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        ("crnn", {"backbone": "resnet18", "decode": "beam"}),
+        ("detector", {"backbone": "resnet18", "arch": "retinanet", "min_stride": 8}),
+    ],
+)
+def test_string_decoders_on_a_timm_backbone(street, name, extra, tmp_path):
+    """The CTC reader and the detector with a timm backbone in bf16; the stored fold model reloads and its strings
+    are the decode of the stored probabilities (exact on the CPU tests; here up to GPU non-determinism)."""
+    comp, data, test, _ = street
+    model = create_model(name, img_h=32, img_w=64, epochs=2, batch_size=64, **GPU, **extra)
+    _fold(comp, data, test, model, tmp_path)
+    loaded = RunStore(tmp_path).load_model(0)
+    stored = np.load(tmp_path / "fold0" / "test.npy")
+    assert np.mean(comp.predictions(stored) == loaded.predict(test.X)) >= 0.95
 
 
 @pytest.mark.skipif(N_GPUS < 2, reason="needs two GPUs")

@@ -12,7 +12,12 @@ from competitions.street_char_rec.synth import write_dataset
 
 #: model params small enough for a CPU test: 16x32 images, a narrow CNN, one epoch
 TINY = {"img_h": 16, "img_w": 32, "epochs": 1, "batch_size": 16, "num_workers": 0, "quiet": True}
-TINY_BY_MODEL = {"cnn": {"width": 8}, "resnet": {"backbone": "resnet18"}}
+TINY_BY_MODEL = {
+    "cnn": {"width": 8},
+    "resnet": {"backbone": "resnet18"},
+    "crnn": {"width": 8, "hidden": 16, "col_stride": 4},  # 8 CTC frames on a 32-pixel-wide image
+    "detector": {"width": 8, "fpn_channels": 32, "head_convs": 1, "levels": 2},
+}
 
 
 @pytest.fixture(autouse=True)

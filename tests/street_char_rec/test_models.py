@@ -16,7 +16,7 @@ STREET_MODELS = list_models(module="competitions.street_char_rec")
 
 
 def test_models_are_registered():
-    assert STREET_MODELS == ["cnn", "resnet"]
+    assert STREET_MODELS == ["cnn", "crnn", "detector", "resnet"]
 
 
 @pytest.mark.parametrize("name", STREET_MODELS)
