@@ -169,12 +169,12 @@ def load(folder: str | Path):
 def _load_skops(path: Path, model_cls: type):
     import skops.io as sio
 
-    own = f"{model_cls.__module__}.{model_cls.__qualname__}"
+    own = f"{model_cls.__module__}."  # the model class and the helpers of its own module
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a file that is not its format
         raise UserError(f"{path}: not a skops file ({type(exc).__name__}: {str(exc)[:200]})") from None
-    refused = [t for t in untrusted if t != own and not t.startswith(TRUSTED_PREFIXES)]
+    refused = [t for t in untrusted if not t.startswith((own, *TRUSTED_PREFIXES))]
     if refused:
         raise UserError(
             f"{path}: holds types this repository does not trust ({', '.join(refused[:3])}); refusing to load it"

@@ -95,7 +95,7 @@ def test_tfidf_shares_one_vectorisation_across_folds(demo):
     b = create_model("tfidf").fit(train.X[np.arange(100, 420)], train.y[100:])
     assert a.pipeline_.named_steps["tfidf"] is b.pipeline_.named_steps["tfidf"]
     # the shared vocabulary saw every row's text and the companion test text, but no label
-    assert len(a.pipeline_.named_steps["tfidf"].vocabulary_) > 0
+    assert len(a.pipeline_.named_steps["tfidf"].ngrams_) > 0
 
 
 @pytest.mark.parametrize("classifier", ["linearsvc", "logreg", "ridge"])

@@ -1,4 +1,8 @@
-"""``tfidf``: a scikit-learn Pipeline of TfidfVectorizer over id n-grams and a linear classifier.
+"""``tfidf``: a scikit-learn Pipeline of a TF-IDF vectoriser over id n-grams and a linear classifier.
+
+The vectoriser (``vectorizer="ids"``, default) is :class:`IdNgramTfidf`: scikit-learn's TfidfVectorizer features,
+counted with numpy over integer n-gram codes in bounded memory; ``vectorizer="sklearn"`` is TfidfVectorizer itself
+(any whitespace-separated tokens, but ~10 GB and ~5x the time at the contest's full size).
 
 ``vocab_fit="unlabelled"`` (default) fits the vectoriser once on text only: every row of the training file the
 :class:`~competitions.news_text_cls.data.Corpus` came from plus its companion test text, never a label. The fitted
@@ -13,19 +17,22 @@ decision_function)`` (or Platt-calibrated with ``calibrate=true``), so rows sum 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from numbers import Integral
 from typing import Annotated, Literal
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
+from sklearn.utils.validation import check_is_fitted
 
-from common.config import ConfigBase, PositiveFloat, PositiveInt
+from common.config import ConfigBase, NonNegativeInt, PositiveFloat, PositiveInt
 from common.errors import UserError
 from common.registry import register_model
 from competitions.news_text_cls.data import Corpus, as_texts
@@ -38,6 +45,9 @@ class TfidfConfig(ConfigBase):
     max_df: Annotated[float, Field(gt=0, le=1)] = 1.0  #: ignore n-grams in a larger share of documents
     max_features: PositiveInt | None = 500_000
     sublinear_tf: bool = True
+    #: "ids": :class:`IdNgramTfidf` (integer ids only); "sklearn": TfidfVectorizer (any tokens; ~10 GB at full size)
+    vectorizer: Literal["ids", "sklearn"] = "ids"
+    matrix_cache_mb: NonNegativeInt = 1024  #: ids: memoise the training file's TF-IDF rows when at most this size
     vocab_fit: Literal["unlabelled", "fold"] = "unlabelled"
     classifier: Literal["linearsvc", "sgd", "logreg", "ridge"] = "sgd"
     C: PositiveFloat = 1.0  #: inverse regularisation (linearsvc, logreg)
@@ -50,6 +60,296 @@ class TfidfConfig(ConfigBase):
     seed: int = 42
 
 
+# ------------------------------------------------------------------------------------------ the id n-gram vectoriser
+_KEY_LIMIT = 2**62  # n-gram codes times the documents of a chunk stay below this (int64 sort keys)
+
+
+class IdNgramTfidf(TransformerMixin, BaseEstimator):
+    """TF-IDF over the n-grams (n = 1..``ngram_max``) of integer ids, counted with numpy, chunk by chunk.
+
+    The features of ``TfidfVectorizer(token_pattern=r"\\S+", lowercase=False, ngram_range=(1, ngram_max), min_df,
+    max_df, max_features, sublinear_tf, dtype=float32)`` on the contest's text (smooth idf, l2 rows), with every
+    n-gram an ``int64`` code instead of a string: ids are numbered 1..V in sorted order (``ids_``) and an n-gram is
+    that number sequence read in base V+1, so n-grams of different lengths never share a code. Fitting is two
+    passes over chunks of ``chunk_docs`` documents (the ids; then each chunk's (n-gram, document) pairs, sorted
+    and merged into one table of document and term frequencies), so memory stays a few chunks plus that table,
+    where scikit-learn holds every (document, term) entry of every n-gram in Python lists before pruning (10 GB
+    at the contest's size).
+
+    Same pruning as scikit-learn: ``min_df``/``max_df`` (an int is a count of documents, a float a share), then
+    the ``max_features`` most frequent n-grams over the corpus (ties: the smaller code). Columns are in code
+    order. Fitted state is numpy arrays and an int, so ``skops.io`` stores it without pickle: ``ids_`` (sorted ids
+    seen by ``fit``; an unseen id ends every n-gram containing it), ``ngrams_`` (sorted codes; column j is
+    ``ngrams_[j]``), ``idf_``, and ``nnz_`` (the entries of the fitted documents' matrix). Documents are strings
+    of space-separated integer ids (a :class:`Corpus`, or any array or list of such strings).
+    """
+
+    def __init__(
+        self,
+        ngram_max: int = 2,
+        min_df: int | float = 1,
+        max_df: int | float = 1.0,
+        max_features: int | None = None,
+        sublinear_tf: bool = True,
+        chunk_docs: int = 512,
+    ) -> None:
+        self.ngram_max = ngram_max
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+        self.chunk_docs = chunk_docs
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        texts = as_texts(X)
+        self.ids_ = self._distinct_ids(texts)
+        base = len(self.ids_) + 1
+        if base ** min(self.ngram_max, 64) >= _KEY_LIMIT:
+            raise ValueError(
+                f"{self.ngram_max}-grams over {len(self.ids_)} distinct ids do not fit a 64-bit code; "
+                "lower ngram_max (or use vectorizer=sklearn)"
+            )
+        chunk = max(1, min(self.chunk_docs, _KEY_LIMIT // base**self.ngram_max))
+        codes = np.zeros(0, np.int64)
+        df = np.zeros(0, np.int64)
+        tf = np.zeros(0, np.int64)
+        digits = _digit_table(self.ids_)
+        for begin in range(0, len(texts), chunk):
+            part = texts[begin : begin + chunk]
+            key = np.concatenate([code * len(part) + doc for _, code, doc in self._ngrams(part, digits)])
+            key.sort()
+            key, count = _runs(key)  # (n-gram, document) pairs and their counts
+            code, first = _starts(key // len(part))
+            part_df = np.diff(np.append(first, len(key)))
+            part_tf = np.add.reduceat(count, first) if len(first) else count[:0]
+            codes, df, tf = _merge(codes, df, tf, code, part_df, part_tf)
+        self._select(codes, df, tf, len(texts))
+        return self
+
+    def _distinct_ids(self, texts) -> np.ndarray:
+        seen = np.zeros(0, np.int64)
+        for begin in range(0, len(texts), self.chunk_docs):
+            flat, _ = _parse(texts[begin : begin + self.chunk_docs])
+            seen = np.union1d(seen, np.unique(flat))
+        return seen.astype(np.int64)
+
+    def _select(self, codes: np.ndarray, df: np.ndarray, tf: np.ndarray, n_docs: int) -> None:
+        high = self.max_df if isinstance(self.max_df, Integral) else self.max_df * n_docs
+        low = self.min_df if isinstance(self.min_df, Integral) else self.min_df * n_docs
+        if high < low:
+            raise ValueError("max_df corresponds to < documents than min_df")
+        keep = np.flatnonzero((df >= low) & (df <= high))
+        if self.max_features is not None and len(keep) > self.max_features:
+            keep = np.sort(keep[np.argsort(-tf[keep], kind="stable")[: self.max_features]])
+        if len(keep) == 0:
+            raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
+        self.ngrams_ = codes[keep]
+        self.nnz_ = int(df[keep].sum())  # entries of the fitted documents' matrix
+        self.idf_ = (np.log((1.0 + n_docs) / (1.0 + df[keep])) + 1.0).astype(np.float32)
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X) -> sp.csr_matrix:
+        check_is_fitted(self, "ngrams_")
+        texts = as_texts(X)
+        n_cols = len(self.ngrams_)
+        chunk = max(1, min(self.chunk_docs, (2**31 - 1) // n_cols))  # int32 (document, column) sort keys
+        key_dtype = np.int32 if chunk * n_cols < 2**31 else np.int64
+        columns = _Columns(self.ngrams_, len(self.ids_) + 1)
+        digits = _digit_table(self.ids_)
+        indices, data, row_nnz = [], [], []
+        for begin in range(0, len(texts), chunk):
+            part = texts[begin : begin + chunk]
+            keys = []
+            for n, code, doc in self._ngrams(part, digits):
+                col = columns.find(code, n)
+                hit = col >= 0
+                keys.append(doc[hit].astype(key_dtype) * key_dtype(n_cols) + col[hit].astype(key_dtype))
+            key = np.concatenate(keys)
+            del keys
+            key.sort()
+            key, count = _runs(key)
+            doc = key // n_cols
+            col = (key - doc * n_cols).astype(np.int32)
+            values = count.astype(np.float32)
+            if self.sublinear_tf:
+                np.log(values, out=values)
+                values += 1.0
+            values *= self.idf_[col]
+            norms = np.sqrt(
+                np.bincount(doc, weights=np.square(values, dtype=np.float64), minlength=len(part))
+            )
+            norms[norms == 0] = 1.0
+            values /= norms.astype(np.float32)[doc]
+            indices.append(col)
+            data.append(values)
+            row_nnz.append(np.bincount(doc, minlength=len(part)))
+        return _csr(indices, data, row_nnz, n_cols)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Each column's n-gram as TfidfVectorizer names it (its ids joined by spaces)."""
+        check_is_fitted(self, "ngrams_")
+        base, ids = len(self.ids_) + 1, self.ids_.tolist()
+        names = []
+        for code in self.ngrams_.tolist():
+            gram = []
+            while code:
+                code, digit = divmod(code, base)
+                gram.append(str(ids[digit - 1]))
+            names.append(" ".join(reversed(gram)))
+        return np.asarray(names, dtype=object)
+
+    # ------------------------------------------------------------------ n-grams
+    def _ngrams(self, texts, digits):
+        """``(n, codes, documents)`` for n = 1..ngram_max: every n-gram of ``texts`` and its document (0-based).
+
+        An n-gram never crosses a document's end, and none contains an id that ``fit`` did not see (``digits``
+        maps an id to its number 1..V, 0 when unseen)."""
+        flat, lengths = _parse(texts)
+        digit = digits(flat)
+        base = len(self.ids_) + 1
+        doc = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+        unseen = digit == 0
+        check_unseen = bool(unseen.any())
+        code = digit
+        yield 1, code[~unseen] if check_unseen else code, doc[~unseen] if check_unseen else doc
+        if self.ngram_max < 2:
+            return
+        # ids from each position to its document's end, so an n-gram starting there fits when it is >= n
+        left = (np.repeat(np.cumsum(lengths), lengths) - np.arange(len(flat))).astype(np.int32)
+        for n in range(2, self.ngram_max + 1):
+            code = code[:-1] * base + digit[n - 1 :]
+            keep = left[: len(code)] >= n
+            if check_unseen:
+                unseen = unseen[:-1] | (digit[n - 1 :] == 0)
+                keep &= ~unseen
+            yield n, code[keep], doc[: len(code)][keep]
+
+
+class _Columns:
+    """The column of an n-gram code in sorted ``ngrams`` (-1 when absent).
+
+    Unigrams (codes below ``base``): a table. Bigrams: a bitmap over every bigram code with the number of kept
+    codes before each 64-bit word (a rank query: ~4x faster than a binary search, ~9 MB for the contest's ids).
+    Longer n-grams: a binary search in the slice of n-grams of that length."""
+
+    _BITMAP_MAX_BITS = 2**30
+
+    def __init__(self, ngrams: np.ndarray, base: int) -> None:
+        self.ngrams = ngrams
+        self.base = base
+        n_uni = int(np.searchsorted(ngrams, base))
+        self.unigram = np.full(base, -1, np.int64)
+        self.unigram[ngrams[:n_uni]] = np.arange(n_uni)
+        self.bits = None
+        if base**2 <= self._BITMAP_MAX_BITS:
+            lo, hi = np.searchsorted(ngrams, [base, base**2])
+            bigrams = ngrams[lo:hi]
+            self.bits = np.zeros((base**2 >> 6) + 1, np.uint64)
+            word, first = _starts(bigrams >> 6)
+            one_bit = np.left_shift(np.uint64(1), (bigrams & 63).astype(np.uint64))
+            if len(first):
+                self.bits[word] = np.bitwise_or.reduceat(one_bit, first)
+            self.rank = np.empty(len(self.bits), np.int64)  # kept codes before each word, plus lo
+            self.rank[0] = lo
+            np.cumsum(np.bitwise_count(self.bits[:-1]), out=self.rank[1:])
+            self.rank[1:] += lo
+
+    def find(self, code: np.ndarray, n: int) -> np.ndarray:
+        if n == 1:
+            return self.unigram[code]
+        if n == 2 and self.bits is not None:
+            word = code >> 6
+            bit = (code & 63).astype(np.uint64)
+            bits = self.bits[word]
+            below = np.bitwise_count(bits & ((np.uint64(1) << bit) - np.uint64(1)))
+            found = ((bits >> bit) & np.uint64(1)).astype(bool)
+            return np.where(found, self.rank[word] + below, -1)
+        lo, hi = np.searchsorted(self.ngrams, [self.base ** (n - 1), self.base**n])
+        same_n = self.ngrams[lo:hi]
+        if len(same_n) == 0:
+            return np.full(len(code), -1, np.int64)
+        at = np.searchsorted(same_n, code)
+        found = same_n[np.minimum(at, len(same_n) - 1)] == code
+        return np.where(found, at + lo, -1)
+
+
+def _digit_table(ids: np.ndarray):
+    """A function mapping ids to their number 1..V in sorted ``ids`` (0 when absent): a lookup table when the
+    largest id is small (the contest's are below 8,000), a binary search otherwise."""
+    if len(ids) == 0:
+        return lambda flat: np.zeros(len(flat), np.int64)
+    if ids[-1] < 2**24:
+        table = np.zeros(int(ids[-1]) + 2, np.int64)
+        table[ids] = np.arange(1, len(ids) + 1)
+        return lambda flat: table[np.minimum(flat, len(table) - 1)]
+
+    def search(flat):
+        pos = np.searchsorted(ids, flat)
+        return np.where(ids[np.minimum(pos, len(ids) - 1)] == flat, pos + 1, 0)
+
+    return search
+
+
+def _parse(texts) -> tuple[np.ndarray, np.ndarray]:
+    corpus = Corpus(texts)
+    return corpus.flat, corpus.lengths
+
+
+def _starts(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a sorted array and the index where each run starts."""
+    if len(sorted_values) == 0:
+        return sorted_values, np.zeros(0, np.int64)
+    first = np.flatnonzero(np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]]))
+    return sorted_values[first], first
+
+
+def _runs(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a sorted array and how often each occurs."""
+    values, first = _starts(sorted_values)
+    return values, np.diff(np.append(first, len(sorted_values)))
+
+
+def _merge(codes, df, tf, new_codes, new_df, new_tf):
+    """Add a chunk's sorted (code, df, tf) table into the running sorted table."""
+    pos = np.searchsorted(codes, new_codes)
+    known = np.zeros(len(new_codes), bool)
+    if len(codes):
+        known = codes[np.minimum(pos, len(codes) - 1)] == new_codes
+    df[pos[known]] += new_df[known]
+    tf[pos[known]] += new_tf[known]
+    fresh = ~known
+    where = pos[fresh]
+    return (
+        np.insert(codes, where, new_codes[fresh]),
+        np.insert(df, where, new_df[fresh]),
+        np.insert(tf, where, new_tf[fresh]),
+    )
+
+
+def _csr(indices: list, data: list, row_nnz: list, n_cols: int) -> sp.csr_matrix:
+    """One CSR matrix from per-chunk rows, copied piece by piece so the pieces and the result never all coexist."""
+    counts = np.concatenate(row_nnz) if row_nnz else np.zeros(0, np.int64)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    nnz = int(indptr[-1])
+    index_dtype = np.int32 if nnz < 2**31 else np.int64
+    out_indices = np.empty(nnz, index_dtype)
+    out_data = np.empty(nnz, np.float32)
+    at = 0
+    indices.reverse()
+    data.reverse()
+    while indices:
+        part_indices, part_data = indices.pop(), data.pop()
+        out_indices[at : at + len(part_indices)] = part_indices
+        out_data[at : at + len(part_data)] = part_data
+        at += len(part_indices)
+        del part_indices, part_data
+    matrix = sp.csr_matrix((out_data, out_indices, indptr.astype(index_dtype)), shape=(len(counts), n_cols))
+    matrix.has_sorted_indices = True
+    return matrix
+
+
+# ------------------------------------------------------------------------------------------------ the model
 @register_model("tfidf", config=TfidfConfig)
 @dataclass(eq=False, repr=False)
 class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
@@ -65,7 +365,15 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
         }
 
     # ------------------------------------------------------------------ parts
-    def _vectorizer(self) -> TfidfVectorizer:
+    def _vectorizer(self):
+        if self.vectorizer == "ids":
+            return IdNgramTfidf(
+                ngram_max=self.ngram_max,
+                min_df=self.min_df,
+                max_df=self.max_df,
+                max_features=self.max_features,
+                sublinear_tf=self.sublinear_tf,
+            )
         return TfidfVectorizer(
             token_pattern=r"\S+",
             lowercase=False,
@@ -95,11 +403,16 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
         return clf
 
     def _vectorizer_key(self) -> tuple:
-        keys = ("ngram_max", "min_df", "max_df", "max_features", "sublinear_tf")
+        keys = ("vectorizer", "ngram_max", "min_df", "max_df", "max_features", "sublinear_tf")
         return ("tfidf-vectorizer",) + tuple(asdict(self)[k] for k in keys)
 
     def _shared_vectorizer(self, X: Corpus):
-        """Fit (once per data and vectoriser params) on all the text the store holds; cache the row matrix."""
+        """Fit (once per data and vectoriser params) on all the text the store holds; memoise it on the store,
+        with the matrix of the store's rows when it is small enough (always with ``vectorizer="sklearn"``).
+
+        The ids vectoriser memoises that matrix only up to ``matrix_cache_mb``: at the contest's full size it is
+        1.8 GB and would sit beside each fold's training rows (1.5 GB, a copy the classifier needs), so there
+        each fold re-transforms its rows instead (a few seconds per 10,000 documents)."""
         store, key = X.store, self._vectorizer_key()
         if key not in store.cache:
             # one vectoriser (and its row matrix, GBs at full size) per store: a tuning run that tries other
@@ -109,22 +422,31 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
             vec = self._vectorizer()
             n = len(store.texts)
             extra = X.unlabelled_texts()
-            matrix = vec.fit_transform(np.concatenate([store.texts, extra]) if len(extra) else store.texts)
-            vec.stop_words_ = None  # the pruned terms: large and not needed to transform
+            texts = np.concatenate([store.texts, extra]) if len(extra) else store.texts
+            if self.vectorizer == "ids":
+                vec.fit(texts)
+                matrix_mb = vec.nnz_ * n / len(texts) * 8 / 2**20  # float32 values + int32 columns
+                if matrix_mb <= self.matrix_cache_mb:
+                    store.cache[("tfidf-matrix", id(vec))] = (vec, vec.transform(store.texts))
+            else:
+                matrix = vec.fit_transform(texts)
+                vec.stop_words_ = None  # the pruned terms: large and not needed to transform
+                store.cache[("tfidf-matrix", id(vec))] = (vec, matrix[:n])
             store.cache[key] = vec
-            store.cache[("tfidf-matrix", id(vec))] = (vec, matrix[:n])
         return store.cache[key]
 
     def _features(self, X):
-        """TF-IDF rows of ``X``; for a Corpus, slices of the store's memoised matrix when one exists."""
+        """TF-IDF rows of ``X``: for a Corpus, slices of its store's memoised matrix when there is one (with
+        ``vectorizer="sklearn"``, made for any store on first use)."""
         vec = self.pipeline_.named_steps["tfidf"]
         if isinstance(X, Corpus) and self.vocab_fit == "unlabelled":
             key = ("tfidf-matrix", id(vec))
-            if key not in X.store.cache and len(X) > 0:
+            if key not in X.store.cache and len(X) > 0 and self.vectorizer == "sklearn":
                 for old in [k for k in X.store.cache if isinstance(k, tuple) and k[0] == "tfidf-matrix"]:
                     del X.store.cache[old]  # another vectoriser's rows (see _shared_vectorizer)
                 X.store.cache[key] = (vec, vec.transform(X.store.texts))
-            return X.store.cache[key][1][X.rows]
+            if key in X.store.cache:
+                return X.store.cache[key][1][X.rows]
         return vec.transform(as_texts(X))
 
     # ------------------------------------------------------------------ estimator contract
@@ -148,7 +470,8 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
         else:
             self.pipeline_ = Pipeline([("tfidf", self._vectorizer()), ("clf", clf)])
             self.pipeline_.fit(as_texts(X), y)
-            self.pipeline_.named_steps["tfidf"].stop_words_ = None
+            if self.vectorizer == "sklearn":
+                self.pipeline_.named_steps["tfidf"].stop_words_ = None
         self.classes_ = clf.classes_
         return self
 
