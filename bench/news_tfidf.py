@@ -1,35 +1,49 @@
-"""Our ``tfidf`` 5-fold end to end vs the Datawhale tutorial's TF-IDF + RidgeClassifier, same data, same folds.
+"""``tfidf`` 5-fold end to end, old and new vectoriser side by side, and the Datawhale tutorial's baseline.
 
-The reference: ``TfidfVectorizer(ngram_range=(1, 3), max_features=3000)`` fitted once on the training text (as
-the tutorial does), then ``RidgeClassifier()`` per fold. Ours: ``create_model("tfidf")`` through
-``common.cv.run_folds`` (vocabulary fitted once on train+test text, a classifier per fold). Both predict the OOF
-rows and the test file; seconds exclude reading the files (the same for both). One JSON line per model, then the
-ratios. Demo data is generated with ``synth`` when ``--data-dir`` has no ``train_set.csv``.
+Methods, each run in its own subprocess so its peak RSS is its own (``ru_maxrss`` of that process, data loading
+and imports included):
 
-    python bench/news_tfidf.py --data-dir data/news_full --n-train 200000 --n-test 50000
+- ``tfidf_ids``: our ``tfidf`` with its default vectoriser (numpy over integer n-gram codes, ``vectorizer=ids``);
+- ``tfidf_sklearn``: the same model with scikit-learn's ``TfidfVectorizer`` (``vectorizer=sklearn``, the old one);
+- ``datawhale_ridge``: ``TfidfVectorizer(ngram_range=(1, 3), max_features=3000)`` fitted once on the training
+  text (as the tutorial does), then ``RidgeClassifier()`` per fold.
+
+Our two go through ``common.cv.run_folds`` (vocabulary fitted once on train+test text, a classifier per fold);
+all predict the OOF rows and the test file on the same folds. ``seconds`` excludes reading the files. For ours,
+fold 0's fitted model is also stored with ``skops.io`` (no pickle), in another subprocess: its size, the seconds to
+dump and load it, and the types ``skops`` asks to trust (``--skops-timeout`` stops it: skops stores a dict entry
+by entry, and the old vectoriser's ``vocabulary_`` has up to 500,000). One JSON line per method, then a ``compare`` line (new vs old). Demo data
+is generated with ``synth`` when ``--data-dir`` has no ``train_set.csv``.
+
+    python bench/news_tfidf.py --data-dir data/news_full --n-train 200000 --n-test 50000 --skip-reference
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import RidgeClassifier
-
-from common import cv
-from common.folds import make_folds
-from common.registry import create_model
-from competitions.news_text_cls.competition import NewsCompetition
-from competitions.news_text_cls.synth import write_demo
+METHODS = ("tfidf_sklearn", "tfidf_ids", "datawhale_ridge")
 
 
-def reference(train, test, folds: np.ndarray, score) -> tuple[float, float]:
-    started = time.perf_counter()
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+def _reference(train, test, folds, score) -> float:
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import RidgeClassifier
+
+    from common import cv
+
     vec = TfidfVectorizer(ngram_range=(1, 3), max_features=3000)
     X = vec.fit_transform(train.X.texts)
     X_test = vec.transform(test.X.texts)
@@ -38,15 +52,71 @@ def reference(train, test, folds: np.ndarray, score) -> tuple[float, float]:
         clf = RidgeClassifier().fit(X[folds != k], train.y[folds != k])
         oof[folds == k] = clf.decision_function(X[folds == k])
         clf.decision_function(X_test)
-    return score(train.y, oof), time.perf_counter() - started
+    return score(train.y, oof)
 
 
-def ours(train, test, folds: np.ndarray, comp: NewsCompetition, params: dict) -> tuple[float, float]:
+def skops_roundtrip(model_pkl: Path) -> dict:
+    """Size of a fitted model through skops.io, seconds to dump and to load it, and the types it asks to trust."""
+    import joblib
+    import skops.io as sio
+
+    model = joblib.load(model_pkl)
+    t0 = time.perf_counter()
+    blob = sio.dumps(model)
+    dump_s = time.perf_counter() - t0
+    untrusted = sio.get_untrusted_types(data=blob)
+    t0 = time.perf_counter()
+    sio.loads(blob, trusted=untrusted)
+    load_s = time.perf_counter() - t0
+    return {
+        "skops_mb": round(len(blob) / 2**20, 2),
+        "skops_dump_s": round(dump_s, 2),
+        "skops_load_s": round(load_s, 2),
+        "pickle_mb": round(model_pkl.stat().st_size / 2**20, 2),
+        "skops_trusted": untrusted,
+    }
+
+
+def _skops_figures(model_pkl: Path, timeout: float) -> dict:
+    """:func:`skops_roundtrip` in a subprocess (its memory is not the method's; skops may take very long)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--skops", str(model_pkl)]
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"skops": f"dump + load not done after {timeout:.0f} s (stopped)"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_one(method: str, data_dir: Path, n_folds: int, seed: int, params: dict, skops_timeout: float) -> dict:
+    """Load the data, run ``method`` on every fold, return its JSON figures (in this process)."""
+    from common import cv
+    from common.folds import make_folds
+    from common.registry import create_model
+    from competitions.news_text_cls.competition import NewsCompetition
+
+    comp = NewsCompetition()
+    comp.import_models()
+    t0 = time.perf_counter()
+    train, test = comp.load_train(data_dir), comp.load_test(data_dir)
+    load_s = time.perf_counter() - t0
+    folds = make_folds(train.ids, train.strata, n_folds, seed)["fold"].to_numpy()
+    out = {"figure": "news_tfidf", "method": method, "n_train": len(train.y), "n_test": len(test.X)}
+    out["folds"] = n_folds
+    extra = {}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as run_dir:
-        cv.run_folds(create_model("tfidf", **params), train, folds, run_dir, comp.score, test=test)
-        summary = cv.merge(run_dir, train, folds, comp.score)
-    return summary["score"], time.perf_counter() - started
+    if method == "datawhale_ridge":
+        f1 = _reference(train, test, folds, comp.score)
+        seconds = time.perf_counter() - started
+    else:
+        params = {**params, "vectorizer": method.removeprefix("tfidf_")}
+        out["params"] = params
+        with tempfile.TemporaryDirectory() as run_dir:
+            cv.run_folds(create_model("tfidf", **params), train, folds, run_dir, comp.score, test=test)
+            f1 = cv.merge(run_dir, train, folds, comp.score)["score"]
+            seconds = time.perf_counter() - started
+            extra = _skops_figures(cv.fold_dir(run_dir, 0) / "model.pkl", skops_timeout)
+    return {**out, "macro_f1": round(f1, 5), "seconds": round(seconds, 1), "load_seconds": round(load_s, 1),
+            "peak_rss_mb": _peak_rss_mb(), **extra}  # fmt: skip
 
 
 def main(argv=None) -> None:
@@ -56,50 +126,64 @@ def main(argv=None) -> None:
     p.add_argument("--n-test", type=int, default=5000)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a param of our tfidf")
-    p.add_argument("--skip-reference", action="store_true")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a param of our tfidf (both)"
+    )
+    p.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}"
+    )
+    p.add_argument("--skip-reference", action="store_true", help="leave out datawhale_ridge")
+    p.add_argument(
+        "--skops-timeout", type=float, default=600, help="seconds allowed for the skops round trip"
+    )
+    # internal: one method in this process; the skops round trip of a model.pkl
+    p.add_argument("--one", choices=METHODS, help=argparse.SUPPRESS)
+    p.add_argument("--skops", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     data_dir = Path(args.data_dir)
+    params = dict(item.split("=", 1) for item in args.set)
+    if args.skops:
+        print(json.dumps(skops_roundtrip(args.skops)), flush=True)
+        return
+    if args.one:
+        result = run_one(args.one, data_dir, args.folds, args.seed, params, args.skops_timeout)
+        print(json.dumps(result), flush=True)
+        return
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        p.error(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    if args.skip_reference and "datawhale_ridge" in methods:
+        methods.remove("datawhale_ridge")
     if not (data_dir / "train_set.csv").is_file():
+        from competitions.news_text_cls.synth import write_demo
+
         t0 = time.perf_counter()
         write_demo(data_dir, args.n_train, args.n_test, seed=0)
         print(json.dumps({"figure": "news_synth", "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
-    comp = NewsCompetition()
-    comp.import_models()
-    t0 = time.perf_counter()
-    train, test = comp.load_train(data_dir), comp.load_test(data_dir)
-    base = {"figure": "news_tfidf", "n_train": len(train.y), "n_test": len(test.X), "folds": args.folds}
-    print(json.dumps({**base, "model": "load", "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
-    folds = make_folds(train.ids, train.strata, args.folds, args.seed)["fold"].to_numpy()
-    params = dict(item.split("=", 1) for item in args.set)
-    f1, sec = ours(train, test, folds, comp, params)
-    print(
-        json.dumps(
-            {
-                **base,
-                "model": "ours_tfidf",
-                "params": params,
-                "macro_f1": round(f1, 5),
-                "seconds": round(sec, 1),
-            }
-        ),
-        flush=True,
-    )
-    if args.skip_reference:
-        return
-    ref_f1, ref_sec = reference(train, test, folds, comp.score)
-    print(
-        json.dumps(
-            {**base, "model": "datawhale_ridge", "macro_f1": round(ref_f1, 5), "seconds": round(ref_sec, 1)}
-        ),
-        flush=True,
-    )
-    print(
-        json.dumps(
-            {**base, "model": "ratio", "f1_gain": round(f1 - ref_f1, 5), "speedup": round(ref_sec / sec, 2)}
-        ),
-        flush=True,
-    )
+    results = {}
+    for method in methods:
+        cmd = [sys.executable, os.path.abspath(__file__), "--data-dir", str(data_dir), "--one", method]
+        cmd += ["--folds", str(args.folds), "--seed", str(args.seed)]
+        cmd += ["--skops-timeout", str(args.skops_timeout)]
+        cmd += [f"--set={item}" for item in args.set]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+        results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(json.dumps(results[method]), flush=True)
+    if "tfidf_ids" in results and "tfidf_sklearn" in results:
+        new, old = results["tfidf_ids"], results["tfidf_sklearn"]
+        print(
+            json.dumps(
+                {
+                    "figure": "news_tfidf",
+                    "method": "compare",
+                    "f1_gain": round(new["macro_f1"] - old["macro_f1"], 5),
+                    "speedup": round(old["seconds"] / new["seconds"], 2),
+                    "peak_rss_ratio": round(new["peak_rss_mb"] / old["peak_rss_mb"], 3),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
