@@ -8,12 +8,11 @@ and imports included):
 - ``datawhale_ridge``: ``TfidfVectorizer(ngram_range=(1, 3), max_features=3000)`` fitted once on the training
   text (as the tutorial does), then ``RidgeClassifier()`` per fold.
 
-Our two go through ``common.cv.run_folds`` (vocabulary fitted once on train+test text, a classifier per fold);
-all predict the OOF rows and the test file on the same folds. ``seconds`` excludes reading the files. For ours,
-fold 0's fitted model is also stored with ``skops.io`` (no pickle), in another subprocess: its size, the seconds to
-dump and load it, and the types ``skops`` asks to trust (``--skops-timeout`` stops it: skops stores a dict entry
-by entry, and the old vectoriser's ``vocabulary_`` has up to 500,000). One JSON line per method, then a ``compare`` line (new vs old). Demo data
-is generated with ``synth`` when ``--data-dir`` has no ``train_set.csv``.
+Our two go through ``common.cv.run_folds`` into a run store (vocabulary fitted once on train+test text, a
+classifier per fold, each fold's model written as ``model.skops``); all predict the OOF rows and the test file on
+the same folds. ``seconds`` excludes reading the files. For ours, the size of fold 0's ``model.skops``, the
+seconds to load it back (trusted types only) and the types it holds beside scikit-learn's. One JSON line per
+method, then a ``compare`` line (new vs old). Demo data is generated with ``synth`` when ``--data-dir`` has no ``train_set.csv``.
 
     python bench/news_tfidf.py --data-dir data/news_full --n-train 200000 --n-test 50000 --skip-reference
 """
@@ -55,43 +54,30 @@ def _reference(train, test, folds, score) -> float:
     return score(train.y, oof)
 
 
-def skops_roundtrip(model_pkl: Path) -> dict:
-    """Size of a fitted model through skops.io, seconds to dump and to load it, and the types it asks to trust."""
-    import joblib
+def skops_figures(fold_dir: Path) -> dict:
+    """Size of a fold's stored model (``model.skops``, written by the run), seconds to load it through
+    :func:`common.persist.load` (trusted types only), and the types it holds beside scikit-learn's."""
     import skops.io as sio
 
-    model = joblib.load(model_pkl)
+    from common import persist
+
+    path = fold_dir / persist.SKOPS
     t0 = time.perf_counter()
-    blob = sio.dumps(model)
-    dump_s = time.perf_counter() - t0
-    untrusted = sio.get_untrusted_types(data=blob)
-    t0 = time.perf_counter()
-    sio.loads(blob, trusted=untrusted)
+    persist.load(fold_dir)
     load_s = time.perf_counter() - t0
     return {
-        "skops_mb": round(len(blob) / 2**20, 2),
-        "skops_dump_s": round(dump_s, 2),
+        "skops_mb": round(path.stat().st_size / 2**20, 2),
         "skops_load_s": round(load_s, 2),
-        "pickle_mb": round(model_pkl.stat().st_size / 2**20, 2),
-        "skops_trusted": untrusted,
+        "skops_types": sorted(t for t in sio.get_untrusted_types(file=path) if not t.startswith("sklearn.")),
     }
 
 
-def _skops_figures(model_pkl: Path, timeout: float) -> dict:
-    """:func:`skops_roundtrip` in a subprocess (its memory is not the method's; skops may take very long)."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--skops", str(model_pkl)]
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"skops": f"dump + load not done after {timeout:.0f} s (stopped)"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def run_one(method: str, data_dir: Path, n_folds: int, seed: int, params: dict, skops_timeout: float) -> dict:
+def run_one(method: str, data_dir: Path, n_folds: int, seed: int, params: dict) -> dict:
     """Load the data, run ``method`` on every fold, return its JSON figures (in this process)."""
     from common import cv
     from common.folds import make_folds
     from common.registry import create_model
+    from common.store import RunStore
     from competitions.news_text_cls.competition import NewsCompetition
 
     comp = NewsCompetition()
@@ -111,12 +97,15 @@ def run_one(method: str, data_dir: Path, n_folds: int, seed: int, params: dict, 
         params = {**params, "vectorizer": method.removeprefix("tfidf_")}
         out["params"] = params
         with tempfile.TemporaryDirectory() as run_dir:
-            cv.run_folds(create_model("tfidf", **params), train, folds, run_dir, comp.score, test=test)
-            f1 = cv.merge(run_dir, train, folds, comp.score)["score"]
-            seconds = time.perf_counter() - started
-            extra = _skops_figures(cv.fold_dir(run_dir, 0) / "model.pkl", skops_timeout)
+            store = RunStore(run_dir)
+            cv.run_folds(create_model("tfidf", **params), train, folds, store, comp, test=test)
+            f1 = cv.merge(store, train, folds, comp)["score"]
+            seconds = time.perf_counter() - started  # includes writing each fold's model.skops
+            peak = _peak_rss_mb()
+            extra = skops_figures(store.fold_dir(0))
+        out["peak_rss_mb"] = peak
     return {**out, "macro_f1": round(f1, 5), "seconds": round(seconds, 1), "load_seconds": round(load_s, 1),
-            "peak_rss_mb": _peak_rss_mb(), **extra}  # fmt: skip
+            "peak_rss_mb": out.get("peak_rss_mb", _peak_rss_mb()), **extra}  # fmt: skip
 
 
 def main(argv=None) -> None:
@@ -133,20 +122,13 @@ def main(argv=None) -> None:
         "--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}"
     )
     p.add_argument("--skip-reference", action="store_true", help="leave out datawhale_ridge")
-    p.add_argument(
-        "--skops-timeout", type=float, default=600, help="seconds allowed for the skops round trip"
-    )
-    # internal: one method in this process; the skops round trip of a model.pkl
+    # internal: one method in this process
     p.add_argument("--one", choices=METHODS, help=argparse.SUPPRESS)
-    p.add_argument("--skops", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     data_dir = Path(args.data_dir)
     params = dict(item.split("=", 1) for item in args.set)
-    if args.skops:
-        print(json.dumps(skops_roundtrip(args.skops)), flush=True)
-        return
     if args.one:
-        result = run_one(args.one, data_dir, args.folds, args.seed, params, args.skops_timeout)
+        result = run_one(args.one, data_dir, args.folds, args.seed, params)
         print(json.dumps(result), flush=True)
         return
     methods = [m for m in args.methods.split(",") if m]
@@ -165,7 +147,6 @@ def main(argv=None) -> None:
     for method in methods:
         cmd = [sys.executable, os.path.abspath(__file__), "--data-dir", str(data_dir), "--one", method]
         cmd += ["--folds", str(args.folds), "--seed", str(args.seed)]
-        cmd += ["--skops-timeout", str(args.skops_timeout)]
         cmd += [f"--set={item}" for item in args.set]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
         results[method] = json.loads(proc.stdout.strip().splitlines()[-1])

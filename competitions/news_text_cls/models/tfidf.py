@@ -47,7 +47,9 @@ class TfidfConfig(ConfigBase):
     sublinear_tf: bool = True
     #: "ids": :class:`IdNgramTfidf` (integer ids only); "sklearn": TfidfVectorizer (any tokens; ~10 GB at full size)
     vectorizer: Literal["ids", "sklearn"] = "ids"
-    matrix_cache_mb: NonNegativeInt = 1024  #: ids: memoise the training file's TF-IDF rows when at most this size
+    matrix_cache_mb: NonNegativeInt = (
+        1024  #: ids: memoise the training file's TF-IDF rows when at most this size
+    )
     vocab_fit: Literal["unlabelled", "fold"] = "unlabelled"
     classifier: Literal["linearsvc", "sgd", "logreg", "ridge"] = "sgd"
     C: PositiveFloat = 1.0  #: inverse regularisation (linearsvc, logreg)
@@ -350,6 +352,13 @@ def _csr(indices: list, data: list, row_nnz: list, n_cols: int) -> sp.csr_matrix
 
 
 # ------------------------------------------------------------------------------------------------ the model
+def _slim(vec: TfidfVectorizer) -> None:
+    """Drop the pruned terms (large, not needed to transform) and make the vocabulary's numpy ints plain ints:
+    skops stores a dict entry by entry, and a numpy scalar costs it a whole array's state (minutes at 500k terms)."""
+    vec.stop_words_ = None
+    vec.vocabulary_ = {term: int(col) for term, col in vec.vocabulary_.items()}
+
+
 @register_model("tfidf", config=TfidfConfig)
 @dataclass(eq=False, repr=False)
 class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
@@ -430,7 +439,7 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
                     store.cache[("tfidf-matrix", id(vec))] = (vec, vec.transform(store.texts))
             else:
                 matrix = vec.fit_transform(texts)
-                vec.stop_words_ = None  # the pruned terms: large and not needed to transform
+                _slim(vec)
                 store.cache[("tfidf-matrix", id(vec))] = (vec, matrix[:n])
             store.cache[key] = vec
         return store.cache[key]
@@ -471,7 +480,7 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
             self.pipeline_ = Pipeline([("tfidf", self._vectorizer()), ("clf", clf)])
             self.pipeline_.fit(as_texts(X), y)
             if self.vectorizer == "sklearn":
-                self.pipeline_.named_steps["tfidf"].stop_words_ = None
+                _slim(self.pipeline_.named_steps["tfidf"])
         self.classes_ = clf.classes_
         return self
 
