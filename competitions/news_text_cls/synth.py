@@ -144,7 +144,8 @@ def generate_texts(lex: _Lexicon, labels: np.ndarray, rng: np.random.Generator) 
 def write_demo(
     out: str | Path, n_train: int = 2000, n_test: int = 500, seed: int = 0, n_classes: int = 14
 ) -> Path:
-    """Write ``train_set.csv`` and ``test_a.csv`` (atomically) into ``out``; return ``out``."""
+    """Write ``train_set.csv``, ``test_a.csv`` and ``test_labels.csv`` (the test rows' generated labels, for
+    scoring a submission; the contest gives no such file) atomically into ``out``; return ``out``."""
     if not 2 <= n_classes <= len(CLASS_COUNTS):
         raise ValueError(f"n_classes must be in 2..{len(CLASS_COUNTS)}, got {n_classes}")
     out = Path(out)
@@ -155,6 +156,10 @@ def write_demo(
     if n_test > 0:
         test_labels = sample_labels(rng, n_test, n_classes)
         _write(out / "test_a.csv", "text\n", lex, test_labels, seed, 1, with_labels=False)
+        with atomic_path(out / "test_labels.csv") as tmp:
+            Path(tmp).write_text(
+                "label\n" + "".join(f"{y}\n" for y in test_labels.tolist()), encoding="utf-8"
+            )
     return out
 
 
@@ -174,7 +179,9 @@ def _write(
 
 # ------------------------------------------------------------------------------------------------ CLI verb
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="directory to write train_set.csv and test_a.csv into")
+    parser.add_argument(
+        "--out", required=True, help="directory to write train_set.csv, test_a.csv and test_labels.csv into"
+    )
     parser.add_argument("--n-train", type=int, default=2000, help="training rows (default 2000)")
     parser.add_argument("--n-test", type=int, default=500, help="test rows (default 500; 0 for none)")
     parser.add_argument("--n-classes", type=int, default=14, help="classes, 2..14 (default 14)")
