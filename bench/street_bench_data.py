@@ -551,6 +551,18 @@ def score(data_dir: str | Path, predictions: dict[str, str]) -> float:
     return sum(predictions.get(name) == label for name, label in truth.items()) / len(truth)
 
 
+def char_score(data_dir: str | Path, predictions: dict[str, str]) -> float:
+    """Share of character positions right (position by position, the longer of label and prediction counting):
+    a smoother figure than whole-string accuracy for runs that have not yet learnt to read whole numbers."""
+    truth = read_test_labels(data_dir)
+    right = total = 0
+    for name, label in truth.items():
+        pred = predictions.get(name) or ""
+        right += sum(a == b for a, b in zip(label, pred, strict=False))
+        total += max(len(label), len(pred))
+    return right / max(total, 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path)

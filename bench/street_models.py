@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.street_bench_data import score  # noqa: E402
+from bench.street_bench_data import char_score, score  # noqa: E402
 from bench.street_references import datawhale_resnet18  # noqa: E402
 
 
@@ -46,10 +46,12 @@ def run_reference(data_dir: Path, epochs: int, num_workers: int, seed: int) -> d
     return {
         "method": f"datawhale resnet18 {epochs} ep",
         "test_accuracy": round(score(data_dir, result["predictions"]), 4),
+        "test_char_accuracy": round(char_score(data_dir, result["predictions"]), 4),
         "seconds": round(result["seconds"], 1),
         "cpu_seconds": round(cpu, 1),
         "best_epoch": result["best_epoch"],
         "val_acc": [h["val_acc"] for h in result["history"]],
+        "train_loss": [h["train_loss"] for h in result["history"]],
     }
 
 
@@ -80,11 +82,13 @@ def run_repo(
     result = {
         "method": f"repo {model} " + " ".join(sets),
         "test_accuracy": round(score(data_dir, predictions), 4),
+        "test_char_accuracy": round(char_score(data_dir, predictions), 4),
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu, 1),
         "official_val": cv.get("score"),
         "inner_holdout": [round(h["valid_score"], 3) for h in history if "valid_score" in h],
         "epoch_seconds": [round(h["seconds"], 1) for h in history],
+        "train_loss": [round(h["train_loss"], 4) for h in history],
         "command": shlex.join(cmd[1:]),
     }
     if tmp is not None:

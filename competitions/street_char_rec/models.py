@@ -241,12 +241,18 @@ class ResNetConfig(StreetConfig):
     pretrained_path: str | None = None  # a local checkpoint (state dict) for the backbone; never downloaded
     dropout: Fraction = 0.2
     columns: PositiveInt = 4  # width bins of the pooled feature map (1 = global average pooling)
+    #: timm's zero init of each residual block's last norm weight (backbones without the option ignore it)
+    zero_init_last: bool = True
 
 
-def load_backbone(name: str, pretrained_path: str | None) -> nn.Module:
-    """``timm.create_model(name, pretrained=False, num_classes=0)``, then the local checkpoint's weights."""
+def load_backbone(name: str, pretrained_path: str | None, zero_init_last: bool = True) -> nn.Module:
+    """``timm.create_model(name, pretrained=False, num_classes=0)``, then the local checkpoint's weights.
+    ``zero_init_last`` reaches the backbones that take it (timm's ResNets and relatives); others ignore it."""
     try:
-        model = timm.create_model(name, pretrained=False, num_classes=0)
+        try:
+            model = timm.create_model(name, pretrained=False, num_classes=0, zero_init_last=zero_init_last)
+        except TypeError:  # a family without the option
+            model = timm.create_model(name, pretrained=False, num_classes=0)
     except RuntimeError as exc:
         raise UserError(
             f"backbone {name!r}: {exc} (see timm.list_models(); e.g. resnet18, resnet50)"
@@ -294,7 +300,7 @@ class StreetResNet(ResNetConfig, StreetEstimator):
     """A timm backbone (its classifier removed, global pooled features) with the per-position heads."""
 
     def _features(self) -> tuple[nn.Module, int]:
-        model = load_backbone(self.backbone, self.pretrained_path)
+        model = load_backbone(self.backbone, self.pretrained_path, self.zero_init_last)
         return ColumnPooled(model, self.columns), model.num_features * self.columns
 
     @staticmethod

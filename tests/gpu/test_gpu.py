@@ -178,6 +178,15 @@ BENCHES = [
         ],
     ),  # fmt: skip
     ("bench/news_tfidf.py", ["--n-train", "2000", "--n-test", "500", "--skip-reference"]),
+    (
+        "bench/news_models.py",
+        ["--methods", "datawhale_ridge,tfidf,fasttext,textcnn,lstm", "--folds", "2"]
+        + [
+            f"--set={m}:{kv}"
+            for m in ("fasttext", "textcnn", "lstm")
+            for kv in ("device=cuda", "amp=bf16", "epochs=2")
+        ],
+    ),
 ]
 
 
@@ -185,13 +194,20 @@ BENCHES = [
 def test_every_bench_prints_json_lines(script, args, tmp_path):
     if not (REPO / script).is_file():
         pytest.skip(f"{script} is not in this checkout")
-    extra = ["--data-dir", str(tmp_path / "data")] if "news_tfidf" in script else []
+    extra = (
+        ["--data-dir", str(tmp_path / "data")] if "news_tfidf" in script or "news_models" in script else []
+    )
+    if "news_models" in script:  # a generated set with its test labels
+        from competitions.news_text_cls.synth import write_demo
+
+        write_demo(tmp_path / "data", n_train=2000, n_test=500, seed=0)
     done = subprocess.run([sys.executable, str(REPO / script), *args, *extra], cwd=tmp_path, capture_output=True,
                           text=True, timeout=900, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, done.stdout[-2000:]
     assert all(isinstance(line, dict) and line for line in lines)
+    assert not [line for line in lines if "error" in line or "skipped" in line], lines
 
 
 def test_cuda_is_what_the_trainer_uses():
