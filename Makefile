@@ -146,6 +146,7 @@ leaderboard: $(STAMP) ## every run under runs/ by CV score (COMP= to filter)
 lb-score: $(STAMP) ## record the public score of a submission: SUB=submissions/<comp>/<file>.csv SCORE=0.9412 [BOARD=b]
 	@test -n "$(SUB)" -a -n "$(SCORE)" || { echo "usage: make lb-score SUB=submissions/<comp>/<file>.csv SCORE=<public score> [BOARD=a|b]" >&2; exit 2; }
 	$(PY) -m competitions.$(call comp_of,$(SUB)) lb-score --sub $(SUB) --score $(SCORE) --board $(BOARD)
+
 adversarial: $(STAMP) ## adversarial validation of COMP: train-vs-test AUC, separating features -> runs/COMP/adversarial
 	$(PY) $(CLI) adversarial --data-dir $(DATA_DIR) --folds $(FOLDS) --seed $(SEED) $(SET_ARGS)
 

@@ -125,7 +125,7 @@ def resolve_folds(data: TrainData, folds_dir: Path, n_folds: int, seed: int) -> 
                     "kept in one fold so they do not inflate the CV score"
                 )
         return get_folds(folds_dir, data.ids, data.strata, n_folds, seed, groups)
-    path = folds_dir / f"folds-predefined-{data_fingerprint(data.ids, data.folds)}.csv"
+    path = folds_dir / f"folds-predefined-{data_fingerprint(data.ids, data.strata, data.folds)}.csv"
     if not path.exists() and distributed.is_main_process():
         import pandas as pd
 

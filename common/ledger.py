@@ -123,7 +123,7 @@ class Ledger:
         if not math.isfinite(score):
             raise UserError(f"--score {score!r}: expected a finite number (the public leaderboard score)")
         digest = content_hash(sub)
-        written = self.find(digest)
+        written = self.find(digest, sub)
         if written is None:
             elsewhere = [
                 folder.name
@@ -174,10 +174,16 @@ class Ledger:
         """Every recorded upload (oldest first; ``cv`` and ``score`` as floats)."""
         return self._read(self.scores_path, SCORE_COLUMNS)
 
-    def find(self, digest: str) -> dict | None:
-        """The latest ``index.csv`` row of a file with this content hash, or None."""
+    def find(self, digest: str, path: str | os.PathLike | None = None) -> dict | None:
+        """The latest ``index.csv`` row of a file with this content hash, or None. With ``path``, the row of that
+        very file when one has the hash: two runs often write byte-identical label files (a run and its pseudo
+        run, k-fold and full), and the file the user names says which run it was."""
         frame = self.written()
         match = frame[frame["hash"] == digest]
+        if path is not None and not match.empty:
+            same = match[[run_key(f) == run_key(path) for f in match["file"]]]
+            if not same.empty:
+                return same.iloc[-1].to_dict()
         return None if match.empty else match.iloc[-1].to_dict()
 
     def latest_score_by_run(self) -> dict[str, dict]:

@@ -4,8 +4,10 @@
   attributes that are plain values) + ``fitted.safetensors`` (fitted arrays) + ``model.safetensors`` (the network's
   weights). Loading rebuilds the estimator from its registered name and params, restores the fitted attributes,
   builds the network (``_restore_module``) and loads the weights into it.
-- A scikit-learn model: ``estimator.json`` + ``model.skops``, loaded with skops, which refuses any type that is
-  not a scikit-learn/numpy/scipy type it trusts or one of this repository's registered model classes.
+- A scikit-learn model: ``estimator.json`` + ``model.skops``, loaded with skops. Beyond the types skops trusts
+  by default, only *classes* defined in scikit-learn or in the model class's own module are trusted (resolved and
+  checked: a function, or a name imported into such a module from elsewhere, is refused, because skops calls what
+  a trusted name points to).
 
 Nothing is unpickled. A file that is not what its name says (a planted pickle, a truncated write) is a
 :class:`~common.errors.UserError` naming it.
@@ -26,8 +28,39 @@ from common.errors import UserError
 
 FORMAT = 1
 META, WEIGHTS, ARRAYS, SKOPS = "estimator.json", "model.safetensors", "fitted.safetensors", "model.skops"
-#: modules whose types skops may load besides those it trusts by default (with the registered model's own class)
+#: modules whose classes skops may load besides those it trusts by default (with the model class's own module)
 TRUSTED_PREFIXES = ("sklearn.",)
+
+
+def _resolve(name: str):
+    """The object a dotted name points to (its longest importable module prefix, then attributes), or None."""
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return None
+        return obj
+    return None
+
+
+def refused_types(names: list[str], own_module: str) -> list[str]:
+    """The names among ``names`` that may not be loaded: anything but a class defined under
+    :data:`TRUSTED_PREFIXES` or in ``own_module`` (checked on the resolved object, not the name)."""
+    refused = []
+    for name in names:
+        obj = _resolve(name)
+        module = getattr(obj, "__module__", "") or ""
+        trusted = isinstance(obj, type) and (module == own_module or module.startswith(TRUSTED_PREFIXES))
+        if not trusted:
+            refused.append(name)
+    return refused
 
 
 def _is_torch(estimator) -> bool:
@@ -169,12 +202,11 @@ def load(folder: str | Path):
 def _load_skops(path: Path, model_cls: type):
     import skops.io as sio
 
-    own = f"{model_cls.__module__}."  # the model class and the helpers of its own module
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a file that is not its format
         raise UserError(f"{path}: not a skops file ({type(exc).__name__}: {str(exc)[:200]})") from None
-    refused = [t for t in untrusted if not t.startswith((own, *TRUSTED_PREFIXES))]
+    refused = refused_types(untrusted, model_cls.__module__)
     if refused:
         raise UserError(
             f"{path}: holds types this repository does not trust ({', '.join(refused[:3])}); refusing to load it"

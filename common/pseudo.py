@@ -145,6 +145,9 @@ def pseudo_cli(competition: Competition, args) -> int:
     if args.quiet and isinstance(params.get("trainer"), dict):
         params["trainer"]["quiet"] = True
     model = create_model(source.model, where=competition.models_module, **params)
+    reason = getattr(model, "pseudo_unsupported", None)
+    if reason:
+        raise UserError(f"{source.path}: {source.model} cannot be pseudo-labelled: {reason}")
     X_all = competition.join_x(train.X, test.X)
     first = with_pseudo_rows(train, X_all, folds, test.ids, *selected[fold_list[0]])
     check_data(model, first)
@@ -155,7 +158,7 @@ def pseudo_cli(competition: Competition, args) -> int:
         "seed": source.config.get("seed"),
         "folds_file": source.folds_file,
         "data_dir": str(data_dir),
-        "data": source.data_params,
+        "data": to_dict(data_cfg),
         "params": params,
         "classes": classes,
         "pseudo": pseudo,

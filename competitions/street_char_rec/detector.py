@@ -252,6 +252,9 @@ class DetectorConfig(StreetConfig):
 class StreetDetector(DetectorConfig, StreetEstimator):
     """See the module docstring."""
 
+    #: why ``pseudo`` cannot retrain this model (read by :mod:`common.pseudo`)
+    pseudo_unsupported = "it trains on a box per digit, and a test image's predicted string carries no boxes"
+
     @property
     def val_metric(self) -> Metric:
         """Whole-string accuracy of the strings read from the plain view's detections."""

@@ -84,6 +84,18 @@ def test_a_file_of_another_competition_is_named(tmp_path):
         Ledger(tmp_path, "news").record_score(sub, 0.5)
 
 
+def test_byte_identical_files_of_two_runs_score_the_run_whose_file_is_named(tmp_path):
+    """Two runs often write the same labels (a run and its pseudo run, k-fold and full): the named file decides."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.csv").write_text("label\n1\n")
+    ledger = Ledger(tmp_path, "news")
+    for name in ("a", "b"):
+        origin = Origin(tmp_path, "news", "train", f"runs/news/{name}", "tfidf", 0.5, "f1")
+        ledger.record_written(tmp_path / f"{name}.csv", origin)
+    assert ledger.record_score(tmp_path / "a.csv", 0.5)["run"] == "runs/news/a"
+    assert ledger.record_score(tmp_path / "b.csv", 0.5)["run"] == "runs/news/b"
+
+
 @pytest.fixture
 def scored(tmp_path, monkeypatch):
     """Fake runs with archived submissions (written through the store) and public scores for some."""

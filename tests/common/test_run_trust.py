@@ -347,3 +347,28 @@ def test_artefacts_get_the_umask_mode_not_a_private_temp_file_mode(cli, tmp_path
         if p.is_file() and not p.name.startswith(".")
     }
     assert set(modes.values()) == {0o666 & ~umask}, modes  # mkstemp alone would give 0o600
+
+
+def test_a_skops_file_naming_a_function_or_an_imported_name_is_refused(cli, tmp_path):
+    """skops calls what a trusted name points to: only classes defined in scikit-learn or in the model's own
+    module pass; a scikit-learn *function* (one that runs a command) or a name the module merely imports does not."""
+    import skops.io as sio
+    from sklearn.utils import _testing
+
+    from common.persist import refused_types
+
+    own = "tests.common.toy"
+    assert refused_types(["sklearn.linear_model._logistic.LogisticRegression"], own) == []
+    refused = [
+        "sklearn.utils._testing.check_output",
+        "sklearn.datasets.clear_data_home",
+        f"{own}.np",
+        "os.system",
+    ]
+    assert refused_types(refused, own) == refused
+    run = tmp_path / "runs/toy/r"
+    assert train(cli, run, "toy_logreg")[0] == 0
+    sio.dump({"call": _testing.check_output}, run / "fold0/model.skops")
+    code, _, err = cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")
+    assert code == 2
+    assert "model.skops" in err and "check_output" in err, err

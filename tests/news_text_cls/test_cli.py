@@ -123,6 +123,11 @@ def test_min_df_above_the_documents_is_refused_before_anything_is_written(demo_d
     assert _train(demo_dir, run, "--set", "min_df=100000") == 2
     assert "min_df=100000 is above the 480 documents" in capsys.readouterr().err
     assert not run.exists()
+    assert _train(demo_dir, run, "--set", "min_df=300", "--set", "vocab_fit=fold") == 2  # a fold has fewer
+    assert "min_df=300 is above the 210 documents" in capsys.readouterr().err
+    assert _train(demo_dir, run, "--set", "min_df=50", "--set", "max_df=0.05") == 2
+    assert "max_df=0.05 of 480 documents is below min_df=50" in capsys.readouterr().err
+    assert not run.exists()
 
 
 def test_tfidf_and_textcnn_fold_models_are_stored_without_pickle(demo_dir, tmp_path):

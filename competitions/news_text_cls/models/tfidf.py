@@ -464,9 +464,16 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
         n_docs = len(X) + (
             len(X.unlabelled_texts()) if isinstance(X, Corpus) and self.vocab_fit == "unlabelled" else 0
         )
+        if self.vocab_fit == "fold":  # each fold fits on its training part, about (k-1)/k of the rows
+            n_docs = int(n_docs * 0.5)  # the smallest training part of 2 folds; more folds leave more rows
         if self.min_df > n_docs:
             raise UserError(
                 f"min_df={self.min_df} is above the {n_docs} documents the vocabulary is fitted on"
+                + (" (vocab_fit=fold: a fold's training part)" if self.vocab_fit == "fold" else "")
+            )
+        if self.max_df * n_docs < self.min_df:
+            raise UserError(
+                f"max_df={self.max_df} of {n_docs} documents is below min_df={self.min_df}: no n-gram can be kept"
             )
 
     def fit(self, X, y, X_valid=None, y_valid=None):
