@@ -434,6 +434,12 @@ def holdout_by_score(
     if groups is not None:
         groups = np.asarray(groups)
         folds[np.isin(groups, groups[folds == 0])] = 0
+        for value in np.unique(
+            strata
+        ):  # whole groups may have taken a stratum's last training rows: give back
+            idx = np.flatnonzero(strata == value)
+            if len(idx) >= 2 and (folds[idx] == 0).all():
+                folds[np.isin(groups, groups[idx[np.argmin(score[idx])]])] = -1
     return folds
 
 

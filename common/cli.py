@@ -21,7 +21,15 @@ import numpy as np
 from common import cv, distributed
 from common.atomic import atomic_path
 from common.competition import Competition, TrainData
-from common.config import build_tree, flat_keys, load_yaml, parse_overrides, to_dict
+from common.config import (
+    _all_prefixes,
+    _flatten_input,
+    build_tree,
+    flat_keys,
+    load_yaml,
+    parse_overrides,
+    to_dict,
+)
 from common.errors import UserError
 from common.fingerprint import changed, fingerprints
 from common.folds import data_fingerprint, get_folds
@@ -70,11 +78,12 @@ class RunConfig:
         return to_dict(self.model)
 
     def given(self) -> dict:
-        """The keys the user set, with their validated values (flat), e.g. for tune's best-params YAML."""
+        """The keys the user set, with their validated values (flat), e.g. for tune's best-params YAML. A nested
+        YAML (``trainer: {lr: ...}``, ``model: {trainer: ...}``) is flattened as :func:`build_tree` reads it."""
         resolved = {**flat_keys(self.data), **flat_keys(self.model)}
-        return {
-            k.split(".")[-1]: resolved[k.split(".")[-1]] for k in self.values if k.split(".")[-1] in resolved
-        }
+        flat = _flatten_input(self.values, _all_prefixes({"data": type(self.data), "model": type(self.model)}))
+        names = (k.split(".")[-1] for k in flat)
+        return {name: resolved[name] for name in names if name in resolved}
 
 
 def build_run_config(

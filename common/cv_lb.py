@@ -27,11 +27,11 @@ SUMMARY_COLUMNS = ["board", "submissions", "spearman", "p_value", "median_gap", 
 
 
 def cv_lb_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per (submission content, board), its latest recorded score: ``cv``, ``lb``, ``gap = lb - cv``,
+    """One row per (submission content, run, board), its latest recorded score: ``cv``, ``lb``, ``gap = lb - cv``,
     ``gap_mads`` (distance from the board's median gap in MADs) and ``out_of_line`` (see the module docstring).
     Uploads without a CV (a run that was never merged) are left out."""
     usable = scores.dropna(subset=["cv", "score"])
-    latest = usable.groupby(["hash", "board"], sort=False).tail(1)
+    latest = usable.groupby(["hash", "run", "board"], sort=False).tail(1)
     table = pd.DataFrame(
         {
             "board": latest["board"].astype(str),

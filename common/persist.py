@@ -32,15 +32,27 @@ META, WEIGHTS, ARRAYS, SKOPS = "estimator.json", "model.safetensors", "fitted.sa
 TRUSTED_PREFIXES = ("sklearn.",)
 
 
-def _resolve(name: str):
-    """The object a dotted name points to (its longest importable module prefix, then attributes), or None."""
+def _trusted_root(name: str, own_module: str) -> str | None:
+    """The trusted module ``name`` lies under (``sklearn`` or ``own_module``), or None: decided on the name alone,
+    before anything is imported."""
+    if not all(part.isidentifier() for part in name.split(".")):
+        return None
+    roots = [prefix.rstrip(".") for prefix in TRUSTED_PREFIXES]
+    if own_module:
+        roots.append(own_module)
+    return next((root for root in roots if name.startswith(root + ".")), None)
+
+
+def _resolve(name: str, root: str):
+    """The object a dotted name points to (its longest importable module prefix under ``root``, then attributes),
+    or None. Only modules under ``root`` are ever imported."""
     import importlib
 
     parts = name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
+    for cut in range(len(parts) - 1, len(root.split(".")) - 1, -1):
         try:
             obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+        except Exception:  # noqa: BLE001 - a module that fails to import resolves nothing
             continue
         for attr in parts[cut:]:
             obj = getattr(obj, attr, None)
@@ -52,10 +64,13 @@ def _resolve(name: str):
 
 def refused_types(names: list[str], own_module: str) -> list[str]:
     """The names among ``names`` that may not be loaded: anything but a class defined under
-    :data:`TRUSTED_PREFIXES` or in ``own_module`` (checked on the resolved object, not the name)."""
+    :data:`TRUSTED_PREFIXES` or in ``own_module``. A name outside them is refused without importing anything (the
+    names come from an untrusted file, and importing a module runs its code); the others are resolved and checked
+    on the object, not the name."""
     refused = []
     for name in names:
-        obj = _resolve(name)
+        root = _trusted_root(name, own_module)
+        obj = _resolve(name, root) if root is not None else None
         module = getattr(obj, "__module__", "") or ""
         trusted = isinstance(obj, type) and (module == own_module or module.startswith(TRUSTED_PREFIXES))
         if not trusted:

@@ -44,8 +44,12 @@ LABELS = "fold<k>/test.npy of the source: fold k's own model, which never saw fo
 def select(competition: Competition, proba: np.ndarray, classes: list | None, threshold: float):
     """``(rows, labels)`` of the test rows whose confidence is at least ``threshold``."""
     labels, confidence = competition.pseudo_labels(proba, classes)
-    rows = np.flatnonzero(np.asarray(confidence) >= threshold)
-    return rows, np.asarray(labels)[rows]
+    labels = np.asarray(labels)
+    keep = np.asarray(confidence) >= threshold
+    if labels.dtype.kind in "US":  # an empty decoded string is no label to train on
+        keep &= labels != labels.dtype.type("")
+    rows = np.flatnonzero(keep)
+    return rows, labels[rows]
 
 
 def with_pseudo_rows(
@@ -55,7 +59,10 @@ def with_pseudo_rows(
     ``labels`` on fold -1: trained on in every fold, never validated. Ids of pseudo rows are ``pseudo:<test id>``."""
     n = len(train.ids)
     X = cv.take(X_all, np.r_[np.arange(n), n + np.asarray(rows, dtype=np.int64)])
-    y = np.concatenate([np.asarray(train.y), np.asarray(labels).astype(np.asarray(train.y).dtype)])
+    y_train, labels = np.asarray(train.y), np.asarray(labels)
+    if y_train.dtype.kind in "iub":
+        labels = labels.astype(y_train.dtype)
+    y = np.concatenate([y_train, labels])  # strings widen to the longest: a pseudo label is never cut short
     ids = np.r_[
         np.asarray(train.ids).astype(str), np.char.add("pseudo:", np.asarray(test_ids)[rows].astype(str))
     ]

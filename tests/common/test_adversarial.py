@@ -169,3 +169,12 @@ def test_comparison_section(cli, tmp_path, capsys):
     (study,) = open_studies(tmp_path / "elsewhere", [f"{ToyCompetition.__module__}:ToyCompetition"])
     assert comparison.adversarial_section(study) is None
     assert "no adversarial validation yet (make adversarial COMP=toy)" in capsys.readouterr().out
+
+
+def test_a_duplicate_group_never_takes_a_whole_class_into_the_holdout():
+    folds = holdout_by_score(
+        np.array([0.9, 0.1, 0.5, 0.4]), np.array([0, 0, 1, 1]), 0.5, groups=np.array([0, 0, 1, 2])
+    )
+    for value in (0, 1):
+        assert (folds[np.array([0, 0, 1, 1]) == value] == -1).any()
+    assert (folds == 0).any()

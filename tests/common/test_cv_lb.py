@@ -52,6 +52,13 @@ def test_the_latest_score_of_a_resubmitted_file_counts_once():
     assert len(table) == 3 and table.set_index("file").loc["s1.csv", "lb"] == pytest.approx(0.75)
 
 
+def test_byte_identical_files_of_two_runs_are_two_points():
+    scores = _scores([0.8, 0.81, 0.9], [0.7, 0.75, 0.88]).assign(
+        hash=["h", "h", "i"], run=["r/a", "r/b", "r/c"]
+    )
+    assert sorted(cv_lb_table(scores)["run"]) == ["a", "b", "c"]
+
+
 def test_notebook_section_on_fake_runs_with_fake_scores(tmp_path, capsys):
     fake = make_fake_runs(tmp_path)
     score_fake_submissions(fake, tmp_path / "submissions")

@@ -74,3 +74,10 @@ def test_a_missing_journal_is_one_line_and_exit_2(tmp_path, capsys):
     capsys.readouterr()
     assert toy_main(["dashboard", "--storage", str(tmp_path / "none.journal")]) == 2  # the contest verb
     assert "no Optuna journal at" in capsys.readouterr().err
+
+
+def test_a_missing_sqlite_database_is_refused_and_not_created(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'typo' / 'optuna.db'}"
+    assert main(["--storage", url]) == 2
+    assert "no SQLite database at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()

@@ -121,3 +121,21 @@ def test_default_hooks_label_by_class_and_join_arrays():
     data = with_pseudo_rows(train, joined, np.array([0, 1]), np.array(["t0", "t1", "t2"]), [2], [1])
     assert data.ids.tolist() == ["a", "b", "pseudo:t2"] and data.folds.tolist() == [0, 1, -1]
     assert data.y.tolist() == [0, 1, 1] and data.X[2].all()
+
+
+def test_string_pseudo_labels_are_never_cut_to_the_training_width_and_empty_ones_are_dropped():
+    from common.pseudo import select
+
+    train = TrainData(
+        X=np.zeros((2, 1)), y=np.array(["12", "3"]), ids=np.array([0, 1]), strata=np.array(["a", "a"])
+    )
+    data = with_pseudo_rows(train, np.zeros((4, 1)), np.array([0, 1]), np.array([7, 8]), np.array([0, 1]),
+                            np.array(["123456", "9"]))  # fmt: skip
+    assert list(data.y) == ["12", "3", "123456", "9"]
+
+    class Strings:
+        def pseudo_labels(self, proba, classes):
+            return np.array(["", "45", "6"]), np.array([0.99, 0.99, 0.5])
+
+    rows, labels = select(Strings(), None, None, 0.9)
+    assert list(rows) == [1] and list(labels) == ["45"]

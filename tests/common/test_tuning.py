@@ -136,3 +136,30 @@ def postgres_url():
 def test_two_workers_share_a_postgres_study(tmp_path, toy_dir, postgres_url):
     _workers(tmp_path, toy_dir, postgres_url)
     _check_shared_study(tuning.open_storage(postgres_url))
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [
+        {"trainer": {"epochs": 2, "batch_size": 16}},
+        {"model": {"trainer": {"epochs": 2, "batch_size": 16}}},
+    ],
+)
+def test_fixed_params_of_a_nested_config_reach_best_yaml(cli, tmp_path, nested):
+    """A nested ``--config`` fixes params of every trial and of the best-params YAML, so that ``train --config
+    best.yaml`` trains what was tuned (not the defaults of the keys it fixed)."""
+    (tmp_path / "fixed.yaml").write_text(yaml.safe_dump(nested))
+    code, _, err = cli(
+        "tune", "--model", "toy_mlp", "--data-dir", cli.data, "--trials", 1, "--storage", tmp_path / "o.journal",
+        "--folds", 3, "--folds-used", 1, "--config", "fixed.yaml", "--out", "best.yaml", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["epochs"] == 2 and best["batch_size"] == 16 and {"lr", "hidden"} <= set(best)
+    code, _, err = cli(
+        "train", "--model", "toy_mlp", "--data-dir", cli.data, "--run-dir", "runs/best", "--folds", 3,
+        "--fold", 0, "--config", "best.yaml", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    trainer = yaml.safe_load((tmp_path / "runs/best/config.yaml").read_text())["params"]["trainer"]
+    assert trainer["epochs"] == 2 and trainer["batch_size"] == 16 and trainer["lr"] == best["lr"]

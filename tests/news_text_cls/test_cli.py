@@ -44,7 +44,8 @@ def test_predict_writes_a_submission(demo_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert _train(demo_dir, run) == 0
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--run-dir", str(run), "--data-dir", str(demo_dir), "--out", str(out)]) == 0
+    assert main(["predict", "--run-dir", str(run), "--data-dir", str(demo_dir), "--out", str(out),
+                 "--submissions-dir", str(tmp_path / "subs")]) == 0  # fmt: skip
     pred = pd.read_csv(out)
     assert pred.equals(pd.read_csv(run / "submission.csv"))
 
@@ -105,7 +106,8 @@ def test_a_header_only_test_file_is_one_line_in_train_and_predict(demo_dir, tmp_
     assert _train(data, tmp_path / "run2") == 2
     assert "test_a.csv:1: no documents (only a header)" in capsys.readouterr().err
     assert (
-        main(["predict", "--run-dir", str(run), "--data-dir", str(data), "--out", str(tmp_path / "p.csv")])
+        main(["predict", "--run-dir", str(run), "--data-dir", str(data), "--out", str(tmp_path / "p.csv"),
+              "--submissions-dir", str(tmp_path / "subs")])  # fmt: skip
         == 2
     )
     assert "no documents" in capsys.readouterr().err

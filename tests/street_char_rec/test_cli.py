@@ -38,7 +38,8 @@ def test_train_all_folds_then_predict(street_data, tmp_path, capsys):
     assert sub["file_name"].tolist() == [f"{i:06d}.png" for i in range(12)]
     assert sub["file_code"].str.fullmatch(r"[0-9]+").all()
     out = tmp_path / "pred.csv"
-    argv = ["predict", "--run-dir", str(tmp_path / "run"), "--data-dir", str(street_data), "--out", str(out)]
+    argv = ["predict", "--run-dir", str(tmp_path / "run"), "--data-dir", str(street_data), "--out", str(out),
+            "--submissions-dir", str(tmp_path / "subs")]  # fmt: skip
     assert main(argv) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out, dtype=str), sub)
 

@@ -51,7 +51,8 @@ def test_train_then_predict_writes_the_same_submission(runs, street_data, model,
     sub = pd.read_csv(run / "submission.csv", dtype=str)
     assert sub["file_code"].str.fullmatch(r"[0-9]{1,6}").all() and len(sub) == 12
     out = runs / f"{model}-predict.csv"
-    argv = ["predict", "--run-dir", str(run), "--data-dir", str(street_data), "--out", str(out)]
+    argv = ["predict", "--run-dir", str(run), "--data-dir", str(street_data), "--out", str(out),
+            "--submissions-dir", str(out.parent / "subs")]  # fmt: skip
     assert main(argv) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out, dtype=str), sub)
 
