@@ -48,6 +48,7 @@ SET_ARGS    = $(foreach s,$(SET),--set $(s))
 CONFIG_ARG  = $(if $(CONFIG),--config $(CONFIG))
 LAUNCH      = $(if $(filter-out 1,$(NPROC)),$(PY) -m torch.distributed.run --standalone --nproc_per_node $(NPROC),$(PY))
 CLI         = -m competitions.$(COMP)
+CLI_NEWS    = -m competitions.news_text_cls
 # the contest a path names (submissions/<comp>/..., runs/<comp>/...) unless COMP is given: `make lb-score`, `make pseudo`
 comp_of     = $(if $(filter command line,$(origin COMP)),$(COMP),$(or $(firstword $(filter $(COMPS),$(subst /, ,$(1)))),$(COMP)))
 # MODEL=bert on news needs a pretrained directory: make pretrains it first (pretrain.json marks it complete)
@@ -163,8 +164,18 @@ new-competition: $(STAMP) ## scaffold competitions/NAME and tests/NAME: NAME=my_
 	@test -n "$(NAME)" -a -n "$(TASK)" || { echo "error: make new-competition needs NAME=... and TASK=text|image|tabular" >&2; exit 2; }
 	$(PY) -m common.scaffold $(NAME) --task $(TASK) $(if $(METRIC),--metric $(METRIC))
 
-bench: $(STAMP) ## run the CPU-sized benchmarks in bench/ (JSON lines)
-	for f in bench/*.py; do echo "# $$f"; $(PY) $$f || exit 1; done
+BENCH_DIR := runs/bench
+bench: $(STAMP) ## every benchmark in bench/ at a CPU smoke size on generated data (JSON lines; README for full sizes)
+	$(PY) $(CLI_NEWS) synth --out $(BENCH_DIR)/news --n-train 2000 --n-test 500
+	$(PY) -m competitions.street_char_rec synth --out $(BENCH_DIR)/street --n-train 200 --n-val 60 --n-test 60
+	$(PY) bench/news_models.py --data-dir $(BENCH_DIR)/news --methods datawhale_ridge,linearsvc_bigrams,tfidf --folds 3
+	$(PY) bench/news_tfidf.py --data-dir $(BENCH_DIR)/news --folds 3
+	$(PY) bench/news_throughput.py --device cpu --n-docs 600 --max-len 256 --batch-size 32
+	$(PY) bench/news_mlm_throughput.py --size mini --layers 2 --seq-len 128 --batch-size 8 --steps 5 --device cpu --workers 0 --n-docs 400
+	$(PY) bench/street_throughput.py --n-images 256 --batch-size 32 --workers 2 --threads 2
+	$(PY) bench/street_models.py --data-dir $(BENCH_DIR)/street reference --epochs 1
+	$(PY) bench/street_models.py --data-dir $(BENCH_DIR)/street repo --model cnn --set epochs=1
+	$(PY) bench/news_bench_data.py --out $(BENCH_DIR)/news_reviews --kind reviews   # "skipped" without the extras
 
 clean: ## remove runs/ and caches (keeps data/ and the venv)
 	rm -rf runs .pytest_cache .ruff_cache

@@ -134,7 +134,9 @@ def commands(method: str, data_dir: Path, root: Path, args) -> tuple[list[list[s
 
 def run_method(method: str, data_dir: Path, root: Path, args) -> dict:
     cmds, submission, protocol = commands(method, data_dir, root, args)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     parts = []

@@ -148,7 +148,10 @@ def main(argv=None) -> None:
         cmd = [sys.executable, os.path.abspath(__file__), "--data-dir", str(data_dir), "--one", method]
         cmd += ["--folds", str(args.folds), "--seed", str(args.seed)]
         cmd += [f"--set={item}" for item in args.set]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:  # e.g. killed for memory: say so and go on with the other methods
+            print(json.dumps({"figure": "news_tfidf", "method": method, "error": f"exit {proc.returncode}"}))
+            continue
         results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(results[method]), flush=True)
     if "tfidf_ids" in results and "tfidf_sklearn" in results:

@@ -39,6 +39,11 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _n_train(data_dir: Path) -> int:
+    """Training images of the official split (``mchar_train.json``'s entries)."""
+    return len(json.loads((Path(data_dir) / "mchar_train.json").read_text(encoding="utf-8")))
+
+
 def run_reference(data_dir: Path, epochs: int, num_workers: int, seed: int) -> dict:
     cpu0 = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
     result = datawhale_resnet18(data_dir, epochs=epochs, num_workers=num_workers, seed=seed, log=_log)
@@ -49,6 +54,7 @@ def run_reference(data_dir: Path, epochs: int, num_workers: int, seed: int) -> d
         "test_char_accuracy": round(char_score(data_dir, result["predictions"]), 4),
         "seconds": round(result["seconds"], 1),
         "cpu_seconds": round(cpu, 1),
+        "trained_images_per_s": round(_n_train(data_dir) * epochs / max(result["seconds"], 1e-9), 1),
         "best_epoch": result["best_epoch"],
         "val_acc": [h["val_acc"] for h in result["history"]],
         "train_loss": [h["train_loss"] for h in result["history"]],
@@ -89,7 +95,8 @@ def run_repo(
         "inner_holdout": [round(h["valid_score"], 3) for h in history if "valid_score" in h],
         "epoch_seconds": [round(h["seconds"], 1) for h in history],
         "train_loss": [round(h["train_loss"], 4) for h in history],
-        "command": shlex.join(cmd[1:]),
+        "trained_images_per_s": round(_n_train(data_dir) * len(history) / max(seconds, 1e-9), 1),
+        "command": shlex.join(["python", *cmd[1:]]),
     }
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)

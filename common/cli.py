@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from common import cv, distributed
 from common.atomic import atomic_path
-from common.competition import Competition, TrainData
+from common.competition import Competition, DataConfig, TrainData
 from common.config import (
     _all_prefixes,
     _flatten_input,
@@ -81,7 +81,9 @@ class RunConfig:
         """The keys the user set, with their validated values (flat), e.g. for tune's best-params YAML. A nested
         YAML (``trainer: {lr: ...}``, ``model: {trainer: ...}``) is flattened as :func:`build_tree` reads it."""
         resolved = {**flat_keys(self.data), **flat_keys(self.model)}
-        flat = _flatten_input(self.values, _all_prefixes({"data": type(self.data), "model": type(self.model)}))
+        flat = _flatten_input(
+            self.values, _all_prefixes({"data": type(self.data), "model": type(self.model)})
+        )
         names = (k.split(".")[-1] for k in flat)
         return {name: resolved[name] for name in names if name in resolved}
 
@@ -177,11 +179,17 @@ class Reuse:
 
 
 def reconcile(
-    store: RunStore, config: dict, inputs: dict, force: bool, data_defaults: dict | None = None
+    store: RunStore,
+    config: dict,
+    inputs: dict,
+    force: bool,
+    data_defaults: dict | None = None,
+    data_runtime_keys: Collection[str] = DataConfig.RUNTIME_KEYS,
 ) -> Reuse:
     """Check that ``store`` may hold this run (same competition and model; same params, folds and training data
     unless ``force``, which asks for it to be cleared). A data key the stored config lacks (added to the code
-    since) counts as its default from ``data_defaults``. Called under the run lock; writes nothing."""
+    since) counts as its default from ``data_defaults``; the ``data_runtime_keys`` (the contest's
+    ``DataConfig.RUNTIME_KEYS``: where to read or cache) may differ. Called under the run lock; writes nothing."""
     problem = store.layout_problem()
     if problem:
         if not force:
@@ -199,7 +207,11 @@ def reconcile(
             )
     manifest = store.read_manifest() or {}
     recorded = manifest.get("inputs") or {}
-    changed_keys = sorted(k for k in ("folds_file", "data", "pseudo") if old.get(k) != config.get(k))
+    changed_keys = sorted(k for k in ("folds_file", "pseudo") if old.get(k) != config.get(k))
+    if _trained_data(old.get("data"), data_runtime_keys) != _trained_data(
+        config.get("data"), data_runtime_keys
+    ):
+        changed_keys = sorted([*changed_keys, "data"])
     if _computed(old.get("params") or {}) != _computed(config["params"]):
         changed_keys.append("params")
     data_changed = changed(recorded.get("train") or {}, inputs["train"])
@@ -229,6 +241,13 @@ def reconcile(
         )
     test_changed = changed(recorded.get("test") or {}, inputs["test"]) if store.has_work() else []
     return Reuse(test_changed, manifest)
+
+
+def _trained_data(data, runtime_keys: Collection[str]):
+    """A run's data config without the keys that only say where to read or cache."""
+    if not isinstance(data, dict):
+        return data
+    return {k: v for k, v in data.items() if k not in runtime_keys}
 
 
 def _computed(params: dict) -> dict:
@@ -307,7 +326,15 @@ def cmd_train(competition: Competition, args) -> int:
     inputs = run_inputs(data, test) if distributed.is_main_process() else {}
     targets = [FULL] if args.fold == FULL else which
     session = open_session(
-        store, config, inputs, targets, model, args.seed, args.force, to_dict(competition.data_config())
+        store,
+        config,
+        inputs,
+        targets,
+        model,
+        args.seed,
+        args.force,
+        to_dict(competition.data_config()),
+        competition.data_config.RUNTIME_KEYS,
     )
     try:
         if session.reuse.test_changed and test is not None:
@@ -366,6 +393,7 @@ def open_session(
     seed: int,
     force: bool,
     data_defaults: dict | None = None,
+    data_runtime_keys: Collection[str] = DataConfig.RUNTIME_KEYS,
 ) -> Session:
     """Under the run lock: check the folder may hold this run (:func:`reconcile`), lock the folds of ``targets``
     still to train, clear the folder when ``--force`` asks for it, write ``config.yaml`` and ``run.json``. Only
@@ -376,7 +404,7 @@ def open_session(
         return Session(reuse, locks)
     store.prepare()
     with store.run_lock("write the run's config"):
-        reuse = reconcile(store, config, inputs, force, data_defaults)
+        reuse = reconcile(store, config, inputs, force, data_defaults, data_runtime_keys)
         pending = [k for k in targets if force or reuse.clear or not store.is_complete(k)]
         try:
             for k in pending:

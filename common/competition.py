@@ -12,7 +12,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 @dataclass
 class DataConfig(ConfigBase):
     """Data keys every contest has; a contest's own data config inherits it."""
+
+    #: keys that say where to read or cache, not what a run trains on: a re-run may differ in them (a changed
+    #: test file re-predicts from the fold models, see ``common.cli.reconcile``). ``cache_dir`` is a contest's own
+    #: key (street's decoded-image cache); a contest with other such keys extends this set in its subclass
+    RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset({"test_file", "cache_dir"})
 
     #: the test file or folder to predict (a name in the data directory or a path); None: the contest's default
     test_file: str | None = None

@@ -30,7 +30,7 @@ from common.atomic import atomic_path
 from common.errors import UserError
 from common.ledger import Ledger, run_key
 from common.runs import describe
-from common.store import BrokenRun, Run
+from common.store import BrokenRun, Run, broken_reason
 from common.store import find_runs as find_all_runs
 from common.trainer import TrainerConfig
 
@@ -199,19 +199,34 @@ def leaderboard(
     """One row per run (see ``COLUMNS``), grouped by competition, complete runs first by CV score (best first,
     respecting the metric's direction; ``rank`` 1 is the best), then incomplete runs with NaN ``cv_score``."""
     found = find_all_runs(runs_root, competition)
-    runs = [r for r in found if isinstance(r, Run)]
-    ledgers = {c: _ledger_maps(Path(submissions_root), c) for c in sorted({r.competition for r in runs})}
-    rows = [
-        _row(
-            r,
-            [s for s in runs if s.competition == r.competition and s.model == r.model],
-            Path(submissions_root),
-            ledgers[r.competition][0].get(run_key(r.path)),
-            ledgers[r.competition][1],
-        )
-        for r in runs
-    ]
-    rows += [_broken_row(b) for b in found if isinstance(b, BrokenRun)]
+    broken = [b for b in found if isinstance(b, BrokenRun)]
+    readable = []
+    for r in found:
+        if isinstance(r, Run):
+            try:
+                r.params  # noqa: B018 - read now: every row of the model compares its siblings' params
+            except Exception as exc:  # noqa: BLE001 - one damaged run never hides the others
+                broken.append(BrokenRun(r.path, broken_reason(exc)))
+            else:
+                readable.append(r)
+    ledgers = {c: _ledger_maps(Path(submissions_root), c) for c in sorted({r.competition for r in readable})}
+    rows, runs = [], []
+    for r in readable:
+        try:
+            rows.append(
+                _row(
+                    r,
+                    [s for s in readable if s.competition == r.competition and s.model == r.model],
+                    Path(submissions_root),
+                    ledgers[r.competition][0].get(run_key(r.path)),
+                    ledgers[r.competition][1],
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - a file damaged in a way the store does not check
+            broken.append(BrokenRun(r.path, broken_reason(exc)))
+        else:
+            runs.append(r)
+    rows += [_broken_row(b) for b in broken]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if frame.empty:
         return frame

@@ -171,7 +171,46 @@ def _read_meta(folder: Path) -> dict:
         or meta.get("kind") not in ("torch", "skops")
     ):
         raise UserError(f"{path}: not an estimator description of format {FORMAT}; retrain the fold")
+    expected = {
+        "model": (str, "a model name"),
+        "module": ((str, type(None)), "a module name"),
+        "params": (dict, "an object of params"),
+        "fitted": (dict, "an object of fitted attributes"),
+    }
+    for key, (kind, what) in expected.items():
+        required = key in ("model", "params") or (key == "fitted" and meta["kind"] == "torch")
+        if (required or key in meta) and not isinstance(meta.get(key), kind):
+            found = "nothing" if key not in meta else type(meta[key]).__name__
+            raise UserError(
+                f"{path}: expected {what} as {key!r}, got {found}; the fold's model is damaged (retrain it)"
+            )
     return meta
+
+
+def _is_fitted_name(name: str) -> bool:
+    """A name :func:`save` stores a fitted attribute under (``name_``; never private, never the network)."""
+    return name.isidentifier() and name.endswith("_") and not name.startswith("_") and name != "module_"
+
+
+def _fitted_value(name: str, value: Any, tensors: dict, folder: Path) -> Any:
+    """The value of fitted attribute ``name`` as described in ``estimator.json`` (arrays from ``tensors``)."""
+    if not (isinstance(value, dict) and "__ndarray__" in value):
+        return value
+    if value["__ndarray__"] is True:
+        if name not in tensors:
+            raise UserError(
+                f"{folder / ARRAYS}: has no tensor {name!r}, which {META} lists; retrain the fold"
+            )
+        try:
+            return tensors[name].numpy()
+        except (TypeError, RuntimeError) as exc:
+            raise UserError(f"{folder / ARRAYS}: tensor {name!r} is not a numpy array ({exc})") from None
+    try:
+        return np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(
+            f"{folder / META}: fitted attribute {name!r} is not a valid array ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def load(folder: str | Path):
@@ -184,6 +223,8 @@ def load(folder: str | Path):
         estimator = create_model(meta["model"], where=meta.get("module"), **meta["params"])
     except UserError as exc:
         raise UserError(f"{folder / META}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{folder / META}: its params do not build the model ({exc})") from None
     if meta["kind"] == "skops":
         return _load_skops(folder / SKOPS, type(estimator))
     from safetensors import SafetensorError
@@ -193,17 +234,25 @@ def load(folder: str | Path):
         tensors = load_file(str(folder / ARRAYS))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{folder / ARRAYS}: not a safetensors file ({exc})") from None
-    for name, value in meta.get("fitted", {}).items():
-        if isinstance(value, dict) and "__ndarray__" in value:
-            if value["__ndarray__"] is True:
-                value = tensors[name].numpy()
-            else:
-                value = np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
-        setattr(estimator, name, value)
+    fitted = meta["fitted"]
+    for names, path in ((fitted, folder / META), (tensors, folder / ARRAYS)):
+        bad = [name for name in names if not _is_fitted_name(name)]
+        if bad:
+            raise UserError(
+                f"{path}: {bad[0]!r} is not a fitted attribute (a public name ending in '_'); refusing to load it"
+            )
+    for name, value in fitted.items():
+        setattr(estimator, name, _fitted_value(name, value, tensors, folder))
     for name, tensor in tensors.items():
-        if not isinstance(meta.get("fitted", {}).get(name), dict):
+        if not isinstance(fitted.get(name), dict):
             setattr(estimator, name, tensor)
-    module = estimator._restore_module()
+    try:
+        module = estimator._restore_module()
+    except Exception as exc:  # noqa: BLE001 - damaged fitted values fail in the model's own code
+        reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise UserError(
+            f"{folder / META}: cannot rebuild the model from it ({type(exc).__name__}: {reason}); retrain the fold"
+        ) from None
     try:
         load_model(module, str(folder / WEIGHTS), strict=True, device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:

@@ -60,6 +60,49 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+#: the JSON types of a number
+_NUMBER = (int, float)
+_NONE = type(None)
+#: ``key: (types, what it should be, required)`` of the fields that readers of a run file rely on
+_SCORE = (_NUMBER, "a number", True)
+_METRICS_FIELDS = {
+    "metric": ((str, _NONE), "a metric name", False),
+    "seconds": (_NUMBER, "a number of seconds", False),
+}
+_CV_FIELDS = {
+    "score": _SCORE,
+    "metric": ((str, _NONE), "a metric name", False),
+    "fold_scores": ((list, _NONE), "a list of scores", False),
+    "n_folds": ((int, _NONE), "a number of folds", False),
+    "seconds": ((*_NUMBER, _NONE), "a number of seconds", False),
+    "weights": ((dict, _NONE), "an object of member weights", False),
+    "folds_file": ((str, _NONE), "a path", False),
+}
+_MANIFEST_FIELDS = {
+    "inputs": (dict, "an object of input fingerprints", False),
+    "git": ((dict, _NONE), "an object", False),
+    "folds": (dict, "an object of folds", False),
+}
+
+
+def _check(path: Path, key: str, value, types, what: str) -> None:
+    """A one-line :class:`UserError` naming ``path`` unless ``value`` is of ``types`` (a bool never is: to Python it
+    is an int, but it is no score or count)."""
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise UserError(
+            f"{path}: expected {what} as {key!r}, got {json.dumps(value)[:60]}; the run folder is damaged"
+        )
+
+
+def _check_fields(path: Path, record: dict, fields: dict) -> None:
+    for key, (types, what, required) in fields.items():
+        if key not in record:
+            if required:
+                raise UserError(f"{path}: expected {what} as {key!r}, found none; the run folder is damaged")
+            continue
+        _check(path, key, record[key], types, what)
+
+
 class RunStore:
     """One run folder (see the module docstring). Reading never writes; writers hold the folder's locks."""
 
@@ -110,8 +153,17 @@ class RunStore:
 
     def read_manifest(self) -> dict | None:
         manifest = self._read(MANIFEST, "json")
-        if manifest is not None and not isinstance(manifest, dict):
-            raise UserError(f"{self.path / MANIFEST}: expected a JSON object, got {type(manifest).__name__}")
+        if manifest is None:
+            return None
+        path = self.path / MANIFEST
+        if not isinstance(manifest, dict):
+            raise UserError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+        _check_fields(path, manifest, _MANIFEST_FIELDS)
+        _check(path, "git.commit", (manifest.get("git") or {}).get("commit"), (str, _NONE), "a commit hash")
+        for kind, recorded in manifest.get("inputs", {}).items():
+            _check(path, f"inputs.{kind}", recorded, (dict, type(None)), "an object of fingerprints")
+            for name, entry in (recorded or {}).items():
+                _check(path, f"inputs.{kind}[{name!r}]", entry, dict, "a fingerprint object")
         return manifest
 
     def layout_problem(self) -> str | None:
@@ -132,8 +184,14 @@ class RunStore:
 
     def read_fold_metrics(self, fold: int | str) -> dict | None:
         metrics = self._read(self.fold_dir(fold).relative_to(self.path) / METRICS, "json")
-        if metrics is not None and not isinstance(metrics, dict):
-            raise UserError(f"{self.fold_dir(fold) / METRICS}: expected a JSON object")
+        if metrics is None:
+            return None
+        path = self.fold_dir(fold) / METRICS
+        if not isinstance(metrics, dict):
+            raise UserError(f"{path}: expected a JSON object, got {type(metrics).__name__}")
+        # the refit on all rows (``full/``) has no score
+        fields = _METRICS_FIELDS if fold == FULL else {**_METRICS_FIELDS, "score": _SCORE}
+        _check_fields(path, metrics, fields)
         return metrics
 
     def is_complete(self, fold: int | str) -> bool:
@@ -154,8 +212,16 @@ class RunStore:
 
     def read_cv(self) -> dict | None:
         cv = self._read(CV, "json")
-        if cv is not None and not isinstance(cv, dict):
-            raise UserError(f"{self.path / CV}: expected a JSON object")
+        if cv is None:
+            return None
+        path = self.path / CV
+        if not isinstance(cv, dict):
+            raise UserError(f"{path}: expected a JSON object, got {type(cv).__name__}")
+        _check_fields(path, cv, _CV_FIELDS)
+        for i, score in enumerate(cv.get("fold_scores") or []):
+            _check(path, f"fold_scores[{i}]", score, _NUMBER, "a number")
+        for name, weight in (cv.get("weights") or {}).items():
+            _check(path, f"weights[{name!r}]", weight, _NUMBER, "a number")
         return cv
 
     def load_model(self, fold: int | str):
@@ -616,12 +682,21 @@ def find_runs(runs_root: str | Path = "runs", competition: str | None = None) ->
                 continue  # another kind of config.yaml (e.g. a pretrained BERT's) is not a run
             run.check_layout()
             run.cv, run.fold_metrics  # noqa: B018 - read now, so damage shows here
-        except UserError as exc:
-            out.append(BrokenRun(config_path.parent, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - whatever the damage, the other runs are still listed
+            out.append(BrokenRun(config_path.parent, broken_reason(exc)))
             continue
         if competition is None or run.competition == competition:
             out.append(run)
     return out
+
+
+def broken_reason(exc: BaseException) -> str:
+    """Why a run folder cannot be read, in one line: a :class:`UserError`'s own message (it names the file), else
+    the exception's kind and first line."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return f"cannot be read ({type(exc).__name__}{': ' + first if first else ''})"
 
 
 class BrokenRun:

@@ -142,26 +142,40 @@ def build(
     return failures
 
 
+def _build_if_missing(
+    paths: list[Path], size: Resize, cache_dir: Path, name: str, path: Path, on_error: str
+) -> None:
+    """Build the cache at ``path`` unless it is there, removing stale caches of the same set and size first."""
+    if path.is_file():
+        return
+    for stale in Path(cache_dir).glob(f"{name}-{size.tag()}-*.npy"):
+        stale.unlink(missing_ok=True)
+        stale.with_suffix(".failures.json").unlink(missing_ok=True)
+    print(f"caching {len(paths)} images of {name} at {size.tag()} -> {path}", file=sys.stderr, flush=True)
+    build(paths, size, path, on_error)
+
+
 def cached_images(
     paths: Sequence[Path], size: Resize, cache_dir: Path, name: str, on_error: str = "raise"
 ) -> np.ndarray:
-    """The resized images of ``paths`` as a read-only memory map (built on first use)."""
+    """The resized images of ``paths`` as a read-only memory map (built on first use). Under torchrun rank 0
+    builds it (when missing) and every rank then meets one barrier, unconditionally: a rank that starts after the
+    file exists must still join the barrier rank 0 waits in, or the ranks' collectives no longer match."""
     paths = [Path(p) for p in paths]
     path = cache_path(cache_dir, name, paths, size)
-    if distributed.is_distributed():
+    if not distributed.is_distributed():
+        _build_if_missing(paths, size, cache_dir, name, path, on_error)
+    else:
         distributed.init_if_needed(distributed.resolve_device())
-    if not path.is_file() and not distributed.is_main_process():
-        distributed.barrier()  # under torchrun rank 0 decodes once; the others wait, then map its file
-    if not path.is_file():
-        for stale in Path(cache_dir).glob(f"{name}-{size.tag()}-*.npy"):
-            stale.unlink(missing_ok=True)
-            stale.with_suffix(".failures.json").unlink(missing_ok=True)
-        print(f"caching {len(paths)} images of {name} at {size.tag()} -> {path}", file=sys.stderr, flush=True)
-        try:
-            build(paths, size, path, on_error)
-        finally:
-            if distributed.is_distributed() and distributed.is_main_process():
-                distributed.barrier()
+        if distributed.is_main_process():
+            try:
+                _build_if_missing(paths, size, cache_dir, name, path, on_error)
+            finally:
+                distributed.barrier()  # also when the build failed: the other ranks are waiting in it
+        else:
+            distributed.barrier()  # rank 0 has built (or found) the file by now
+            if not path.is_file():
+                raise UserError(f"{path}: rank 0 did not build the image cache (see its error)")
     failures_path = path.with_suffix(".failures.json")
     if failures_path.is_file():
         _warn_failures(json.loads(failures_path.read_text()))

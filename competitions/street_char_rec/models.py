@@ -25,6 +25,7 @@ from common.config import (
     NonNegativeInt,
     PositiveInt,
     Probability,
+    trainer_defaults,
 )
 from common.distributed import resolve_device
 from common.errors import UserError
@@ -32,7 +33,7 @@ from common.estimator import DeepConfig, TorchEstimator
 from common.metrics import METRICS
 from common.registry import register_model
 from common.seed import worker_init_fn
-from common.trainer import Trainer
+from common.trainer import Trainer, TrainerConfig
 from competitions.street_char_rec import labels as codec
 from competitions.street_char_rec.cache import Resize
 from competitions.street_char_rec.dataset import ImageDataset, StreetImages, collate_batch
@@ -239,7 +240,16 @@ class StreetCNN(CNNConfig, StreetEstimator):
 class ResNetConfig(StreetConfig):
     backbone: str = "resnet18"  # any timm model name
     pretrained_path: str | None = None  # a local checkpoint (state dict) for the backbone; never downloaded
-    dropout: Fraction = 0.2
+    dropout: Fraction = 0.1
+    # lighter augmentation than the small CNN's: a from-scratch ResNet on a short budget underfits first
+    aug_blur_p: Probability = 0.1
+    aug_noise_p: Probability = 0.1
+    aug_dropout_p: Probability = 0.1
+    #: twice the optimizer steps per epoch of batch 64, a short warm-up to a higher peak, decoupled weight decay,
+    #: and 5% (not 10%) of the training rows held out for the best checkpoint
+    trainer: TrainerConfig = trainer_defaults(
+        epochs=24, batch_size=32, lr=2e-3, warmup_ratio=0.05, weight_decay=0.05, valid_size=0.05
+    )
     columns: PositiveInt = 4  # width bins of the pooled feature map (1 = global average pooling)
     #: timm's zero init of each residual block's last norm weight (backbones without the option ignore it)
     zero_init_last: bool = True

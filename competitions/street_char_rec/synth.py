@@ -59,6 +59,8 @@ BUNDLED_FONTS = (
     "cmtt10.ttf",
 )
 SPLITS = {"train": ("mchar_train", True), "val": ("mchar_val", True), "test": ("mchar_test_a", False)}
+#: the test split's labels, beside the data (same per-image format as mchar_val.json)
+TEST_LABELS = "test_labels.json"
 #: number of digits 1..6: mostly 1-4, a few 5-6
 N_DIGITS_P = np.array([0.22, 0.38, 0.26, 0.10, 0.03, 0.01])
 _MISSING_GLYPH = "\U000f0000"  # a private-use code point no font maps: renders as the font's .notdef glyph
@@ -290,9 +292,10 @@ def write_dataset(
         else:
             for job in jobs:
                 entries.update(_render_range(job))
-        if labelled:
-            with atomic_path(out / f"{folder_name}.json") as tmp:
-                tmp.write_text(json.dumps(entries), encoding="utf-8")
+        # the test split's labels go beside the data, as the news synth's test_labels.csv: for scoring a
+        # submission (bench/street_models.py), never read by the contest's reader
+        with atomic_path(out / (f"{folder_name}.json" if labelled else TEST_LABELS)) as tmp:
+            tmp.write_text(json.dumps(entries), encoding="utf-8")
     seconds = time.perf_counter() - started
     total = n_train + n_val + n_test
     summary = {

@@ -243,3 +243,22 @@ def test_force_with_changed_params_retrains_from_a_clean_run(cli, tmp_path):
         cli, run, "toy_logreg", "--fold", "full", "--set", "C=1"
     )  # changed again, no --force
     assert code == 2 and "other params" in err
+
+
+def test_another_test_file_repredicts_a_trained_run_instead_of_refusing_it(cli, tmp_path):
+    """``test_file`` says where to read, not what was trained on: a re-run with test B re-predicts from the fold
+    models (no retraining, no --force) and records the new data config."""
+    run = tmp_path / "runs/lr"
+    assert _train(cli, run, "toy_logreg")[0] == 0
+    folds = {k: (run / f"fold{k}/metrics.json").stat().st_mtime_ns for k in range(3)}
+    test_b = pd.read_csv(Path(cli.data) / "test.csv").iloc[:20]
+    test_b.assign(id=[f"b{i:05d}" for i in range(20)]).to_csv(Path(cli.data) / "test_b.csv", index=False)
+    code, out, err = _train(cli, run, "toy_logreg", "--set", "test_file=test_b.csv")
+    assert code == 0, err
+    assert any("re-predicted the test probabilities of 3 trained fold model(s)" in line for line in out)
+    assert {k: (run / f"fold{k}/metrics.json").stat().st_mtime_ns for k in range(3)} == folds
+    assert pd.read_csv(run / "submission.csv")["id"].tolist() == [f"b{i:05d}" for i in range(20)]
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["test_file"] == "test_b.csv"
+    # a key that changes what is trained still refuses
+    code, _, err = _train(cli, run, "toy_logreg", "--set", "test_file=test_b.csv", "--set", "C=0.5")
+    assert code == 2 and "other params" in err

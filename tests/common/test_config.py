@@ -188,3 +188,41 @@ def test_every_registered_config_builds(name, tmp_path):
     assert resolve(config_cls, path, overrides) == default
     with pytest.raises(UserError, match="known keys"):
         build_config(config_cls, {"no_such_key": 1}, source=name)
+
+
+class _RecordingTrial:
+    """Stands in for an Optuna trial: records each suggested range and returns its low end."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[str, tuple] = {}
+
+    def suggest_float(self, name, low, high, **_):
+        self.ranges[name] = (low, high)
+        return low
+
+    suggest_int = suggest_float
+
+    def suggest_categorical(self, name, choices):
+        self.ranges[name] = tuple(choices)
+        return choices[0]
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_search_space_contains_the_models_defaults(name):
+    """A tuned range that leaves out the default makes tuning start from worse than the untuned model."""
+    entry = get_model_entry(name)
+    space = getattr(entry.cls, "search_space", None)
+    if space is None:
+        pytest.skip("no search space")
+    trial = _RecordingTrial()
+    space(trial)
+    defaults = flat_keys(build_config(entry.config_cls))
+    for key, rng in trial.ranges.items():
+        default = defaults.get(key)
+        if default is None:  # derived when unset (e.g. BERT's lr from the encoder's width)
+            continue
+        if isinstance(rng, tuple) and len(rng) == 2 and all(isinstance(v, int | float) for v in rng):
+            low, high = rng
+            if low <= default <= high or default in rng:
+                continue
+        assert default in rng, f"{name}: default {key}={default!r} outside its search space {rng}"

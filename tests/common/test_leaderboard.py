@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 import pytest
+import yaml
 
 from common.leaderboard import format_leaderboard, leaderboard, leaderboard_cli, main
 from tests.common.fake_runs import make_fake_runs
@@ -98,3 +99,69 @@ def test_commit_and_changed_data_are_shown(tmp_path):
     train_csv.write_text(train_csv.read_text().replace("n0000,", "n0000,", 1) + "\n")
     row = leaderboard(fake["runs_root"], "fake_news").set_index("run").loc["linear"]
     assert row["status"] == "complete, data changed"
+
+
+def _rewrite(path, change) -> None:
+    data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data) if path.suffix == ".json" else yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize(
+    "file, change, says",
+    [
+        ("fold1/metrics.json", lambda d: d.pop("score"), "expected a number as 'score', found none"),
+        ("fold0/metrics.json", lambda d: d.update(seconds="slow"), "'seconds'"),
+        ("cv.json", lambda d: d.update(score="0.9"), "expected a number as 'score', got \"0.9\""),
+        ("cv.json", lambda d: d.update(fold_scores=[0.5, None, 0.6]), "'fold_scores[1]'"),
+        ("run.json", lambda d: d.update(inputs=["train.csv"]), "expected an object of input fingerprints"),
+        ("run.json", lambda d: d["inputs"].update(train="train.csv"), "'inputs.train'"),
+        ("run.json", lambda d: d.update(git={"commit": 7}), "'git.commit'"),
+    ],
+    ids=["no-fold-score", "text-seconds", "text-cv-score", "null-fold-score", "inputs-list", "inputs-train-str",
+         "commit-int"],
+)  # fmt: skip
+def test_a_run_file_damaged_but_still_json_is_listed_as_broken_naming_it(
+    tmp_path, capsys, file, change, says
+):
+    fake = make_fake_runs(tmp_path)
+    run = fake["news"]["runs"]["textcnn"]
+    _rewrite(run / file, change)
+    frame = leaderboard(fake["runs_root"]).set_index("run")
+    status = frame.loc["textcnn", "status"]
+    assert status.startswith(f"broken: {run / file}: ") and says in status, status
+    assert frame.loc["linear", "rank"] == 1 and frame.loc["lstm", "rank"] == 2
+    assert frame.loc["partial", "status"] == "incomplete" and {"cnn", "resnet"} <= set(frame.index)
+    assert main(["--runs-root", str(fake["runs_root"])]) == 0
+    out = capsys.readouterr().out
+    assert "broken: " in out and "lstm" in out
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda d: d.update(n_folds="three"), "ValueError"),
+        (lambda d: d.update(params=["lr", 0.1]), "AttributeError"),
+        (lambda d: d.update(pseudo={"rows": [3]}), "AttributeError"),
+    ],
+    ids=["n-folds-text", "params-list", "pseudo-rows-list"],
+)
+def test_any_other_damage_to_one_run_lists_it_as_broken_and_the_others_still_rank(tmp_path, change, says):
+    fake = make_fake_runs(tmp_path)
+    _rewrite(fake["news"]["runs"]["textcnn"] / "config.yaml", change)
+    frame = leaderboard(fake["runs_root"], "fake_news").set_index("run")
+    status = frame.loc["textcnn", "status"]
+    assert status.startswith("broken: cannot be read (") and says in status and "\n" not in status, status
+    assert frame.loc["linear", "rank"] == 1 and frame.loc["lstm", "rank"] == 2
+    assert frame.loc["linear", "key_params"] == "lr=0.1"
+    assert main(["--runs-root", str(fake["runs_root"])]) == 0
+
+
+def test_the_refit_folder_needs_no_score(tmp_path):
+    from common.store import RunStore
+
+    fake = make_fake_runs(tmp_path)
+    store = RunStore(fake["news"]["runs"]["linear"])
+    store.save_fold("full", None, {}, {"fold": "full", "seconds": 2.0, "n_train": 300})
+    assert store.read_fold_metrics("full")["seconds"] == 2.0
+    assert leaderboard(fake["runs_root"], "fake_news").set_index("run").loc["linear", "rank"] == 1

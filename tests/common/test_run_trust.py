@@ -372,3 +372,141 @@ def test_a_skops_file_naming_a_function_or_an_imported_name_is_refused(cli, tmp_
     code, _, err = cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")
     assert code == 2
     assert "model.skops" in err and "check_output" in err, err
+
+
+def _planted_module(tmp_path: Path, monkeypatch) -> tuple[str, Path]:
+    """A module on ``sys.path`` that writes a marker file when it is imported (as a planted one would run code)."""
+    import uuid
+
+    name = f"planted_{uuid.uuid4().hex[:12]}"
+    marker = tmp_path / "imported"
+    folder = tmp_path / "planted"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n\n\nclass Thing:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    return name, marker
+
+
+def test_a_type_name_outside_the_trusted_modules_is_refused_without_importing_it(tmp_path, monkeypatch):
+    from common.persist import refused_types
+
+    name, marker = _planted_module(tmp_path, monkeypatch)
+    monkeypatch.delitem(sys.modules, "this", raising=False)  # importing `this` prints the Zen of Python
+    own = "tests.common.toy"
+    names = [
+        f"{name}.Thing",
+        "this.X",
+        f"sklearn.{name}.Thing",
+        f"{own}_{name}.Thing",
+        "sklearn..X",
+        "os.system",
+    ]
+    assert refused_types(names, own) == names
+    assert not marker.exists(), "a type name imported its module"
+    assert "this" not in sys.modules and name not in sys.modules
+    assert refused_types([f"{own}.ToyLogReg", "sklearn.linear_model._logistic.LogisticRegression"], own) == []
+
+
+def test_a_skops_file_naming_a_planted_module_is_refused_before_it_is_imported(cli, tmp_path, monkeypatch):
+    import importlib
+
+    import skops.io as sio
+
+    name, marker = _planted_module(tmp_path, monkeypatch)
+    run = tmp_path / "runs/toy/r"
+    assert train(cli, run, "toy_logreg")[0] == 0
+    planted = importlib.import_module(name)  # to write the file; a victim's process has never imported it
+    sio.dump({"x": planted.Thing()}, run / "fold0/model.skops")
+    del sys.modules[name]
+    marker.unlink()
+    code, _, err = cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")
+    assert not marker.exists(), "loading the skops file imported the module it names"
+    assert code == 2 and err.count("\n") == 1, err
+    assert str(run / "fold0/model.skops") in err and f"{name}.Thing" in err and "does not trust" in err
+
+
+# ------------------------------------------------------------------------------------------ damaged estimator.json
+@pytest.fixture(scope="module")
+def mlp_fold(tmp_path_factory) -> Path:
+    """fold0 of a toy_mlp run, trained once for the tests below (each damages a copy)."""
+    from tests.common.toy import main, write_toy_data
+
+    root = tmp_path_factory.mktemp("mlp")
+    data = write_toy_data(root / "data")
+    argv = ["train", "--model", "toy_mlp", "--data-dir", data, "--run-dir", root / "run", "--folds", 3,
+            "--fold", 0, "--folds-dir", root / "folds", "--quiet", "--set", "epochs=1"]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    return root / "run/fold0"
+
+
+def _meta(change):
+    def damage(folder: Path) -> None:
+        meta = json.loads((folder / "estimator.json").read_text())
+        change(meta)
+        (folder / "estimator.json").write_text(json.dumps(meta))
+
+    return damage
+
+
+def _tensors(change):
+    def damage(folder: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(folder / "fitted.safetensors")
+        change(tensors)
+        save_file(tensors, folder / "fitted.safetensors")
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    "damage, named, says",
+    [
+        (_meta(lambda m: m.pop("params")), "estimator.json", "'params', got nothing"),
+        (_meta(lambda m: m.update(params=[16])), "estimator.json", "'params', got list"),
+        (_meta(lambda m: m.update(model=7)), "estimator.json", "'model', got int"),
+        (_meta(lambda m: m.update(fitted="classes_")), "estimator.json", "'fitted', got str"),
+        (_meta(lambda m: m.pop("fitted")), "estimator.json", "'fitted', got nothing"),
+        (_meta(lambda m: m["fitted"].update(n_classes_="three")), "estimator.json", "cannot rebuild the model"),
+        (
+            _meta(lambda m: m["fitted"].update(n_classes_={"__ndarray__": [3], "dtype": "no-such-dtype"})),
+            "estimator.json",
+            "'n_classes_' is not a valid array",
+        ),
+        (_tensors(lambda t: t.pop("classes_")), "fitted.safetensors", "has no tensor 'classes_'"),
+        (_meta(lambda m: m["fitted"].update(predict="0")), "estimator.json", "'predict' is not a fitted attribute"),
+        (_meta(lambda m: m["fitted"].update(__class__=1)), "estimator.json", "'__class__' is not a fitted"),
+        (_meta(lambda m: m["fitted"].update(module_=1)), "estimator.json", "'module_' is not a fitted"),
+        (
+            _tensors(lambda t: t.update(forward=t["classes_"].clone())),
+            "fitted.safetensors",
+            "'forward' is not a fitted attribute",
+        ),
+    ],
+    ids=["no-params", "params-list", "model-int", "fitted-str", "no-fitted", "bad-fitted-value",
+         "bad-dtype", "missing-tensor", "method-name", "dunder-name", "module-name", "tensor-method-name"],
+)  # fmt: skip
+def test_a_damaged_estimator_description_is_one_line_naming_the_file(mlp_fold, tmp_path, damage, named, says):
+    import shutil
+
+    from common import persist
+    from common.errors import UserError
+
+    folder = tmp_path / "fold0"
+    shutil.copytree(mlp_fold, folder)
+    assert persist.load(folder).predict_proba(np.zeros((2, 4), np.float32)).shape == (2, 3)  # the copy loads
+    damage(folder)
+    with pytest.raises(UserError) as caught:
+        persist.load(folder)
+    message = str(caught.value)
+    assert message.startswith(f"{folder / named}: ") and says in message and "\n" not in message, message
+
+
+def test_predict_on_a_fold_with_a_damaged_estimator_description_exits_2_in_one_line(cli, tmp_path):
+    run = tmp_path / "runs/mlp"
+    assert train(cli, run, "toy_mlp", "--set", "epochs=1")[0] == 0
+    _meta(lambda m: m.pop("params"))(run / "fold0")
+    code, _, err = cli("predict", "--run-dir", run, "--data-dir", cli.data, "--out", "p.csv")
+    assert code == 2 and err.count("\n") == 1 and str(run / "fold0/estimator.json") in err, err

@@ -106,8 +106,19 @@ def test_a_header_only_test_file_is_one_line_in_train_and_predict(demo_dir, tmp_
     assert _train(data, tmp_path / "run2") == 2
     assert "test_a.csv:1: no documents (only a header)" in capsys.readouterr().err
     assert (
-        main(["predict", "--run-dir", str(run), "--data-dir", str(data), "--out", str(tmp_path / "p.csv"),
-              "--submissions-dir", str(tmp_path / "subs")])  # fmt: skip
+        main(
+            [
+                "predict",
+                "--run-dir",
+                str(run),
+                "--data-dir",
+                str(data),
+                "--out",
+                str(tmp_path / "p.csv"),
+                "--submissions-dir",
+                str(tmp_path / "subs"),
+            ]
+        )  # fmt: skip
         == 2
     )
     assert "no documents" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from common.registry import create_model
 from competitions.news_text_cls.data import Corpus
@@ -62,3 +63,22 @@ def test_only_training_buckets_get_rows_so_the_model_stays_small(tmp_path):
     assert sum(p.stat().st_size for p in persist.files(tmp_path)) < 100_000
     loaded = persist.load(tmp_path)
     np.testing.assert_allclose(loaded.predict_proba(corpus), model.predict_proba(corpus), atol=1e-6)
+
+
+def test_word2vec_start_is_refused_when_the_config_is_built():
+    from common.config import build_config
+    from common.errors import UserError
+    from common.registry import get_model_entry
+
+    with pytest.raises(UserError, match="embedding_init"):
+        build_config(get_model_entry("fasttext").config_cls, {"embedding_init": "word2vec"})
+
+
+def test_more_than_one_process_is_refused_before_training(monkeypatch):
+    from common.errors import UserError
+    from common.registry import create_model
+    from competitions.news_text_cls.models import fasttext
+
+    monkeypatch.setattr(fasttext, "world_size", lambda: 2)
+    with pytest.raises(UserError, match="one process"):
+        create_model("fasttext").check_data(None, None)

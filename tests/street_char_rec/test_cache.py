@@ -133,3 +133,64 @@ def test_under_torchrun_rank0_builds_the_cache_and_the_other_rank_maps_it(data_c
     assert ranks[0] == ranks[1] and ranks[0]["shape"] == [56, 16, 32, 3]
     assert result.stderr.count("caching 56 images") == 1  # decoded once, by rank 0
     assert len(list((data_copy / ".cache").glob("labelled-*.npy"))) == 1
+
+
+def test_another_cache_dir_reuses_the_trained_folds(street_data, tmp_path, capsys):
+    """``cache_dir`` says where decoded images are kept, not what was trained: a re-run with another one resumes
+    the run (its complete fold skipped) instead of refusing it as trained with other data."""
+    from competitions.street_char_rec.cli import main
+
+    argv = ["train", "--model", "cnn", "--data-dir", str(street_data), "--run-dir", str(tmp_path / "run"),
+            "--folds-dir", str(tmp_path / "folds"), "--submissions-dir", str(tmp_path / "subs"), "--quiet"]  # fmt: skip
+    for item in ["img_h=16", "img_w=32", "epochs=1", "batch_size=16", "width=8", "split=official"]:
+        argv += ["--set", item]
+    assert main([*argv, "--set", f"cache_dir={tmp_path / 'cache_a'}"]) == 0
+    marker = tmp_path / "run/fold0/metrics.json"
+    stamp = marker.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*argv, "--set", f"cache_dir={tmp_path / 'cache_b'}"]) == 0, capsys.readouterr().err
+    assert marker.stat().st_mtime_ns == stamp
+    assert "already complete, skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("main_rank", "cache_there"),
+    [(True, False), (True, True), (False, True)],
+    ids=["rank0-builds", "rank0-finds", "late-rank-finds"],
+)
+def test_under_torchrun_every_rank_meets_the_barrier_once(
+    street_data, tmp_path, monkeypatch, main_rank, cache_there
+):
+    """Rank 0 builds (or finds) the cache before the barrier, the others map it after: each rank calls the barrier
+    exactly once whether or not the file is already there, so a rank that starts late (rank 0's file already
+    written) never skips the collective rank 0 waits in."""
+    from competitions.street_char_rec import cache
+
+    paths = _train_paths(street_data)
+    built = cached_images(paths, SIZE, tmp_path, "train") if cache_there else None
+    caches_at_barrier = []
+    monkeypatch.setattr(cache.distributed, "is_distributed", lambda: True)
+    monkeypatch.setattr(cache.distributed, "init_if_needed", lambda device: None)
+    monkeypatch.setattr(cache.distributed, "is_main_process", lambda: main_rank)
+    monkeypatch.setattr(
+        cache.distributed,
+        "barrier",
+        lambda: caches_at_barrier.append(len(list(tmp_path.glob("train-*.npy")))),
+    )
+    array = cached_images(paths, SIZE, tmp_path, "train")
+    assert caches_at_barrier == [1]  # one barrier, the cache complete by then
+    assert array.shape == (40, 16, 32, 3)
+    if built is not None:
+        assert array.filename == built.filename
+
+
+def test_a_rank_whose_cache_rank0_failed_to_build_says_so(street_data, tmp_path, monkeypatch):
+    from competitions.street_char_rec import cache
+
+    monkeypatch.setattr(cache.distributed, "is_distributed", lambda: True)
+    monkeypatch.setattr(cache.distributed, "init_if_needed", lambda device: None)
+    monkeypatch.setattr(cache.distributed, "is_main_process", lambda: False)
+    monkeypatch.setattr(cache.distributed, "barrier", lambda: None)
+    with pytest.raises(UserError, match="rank 0 did not build"):
+        cached_images(_train_paths(street_data), SIZE, tmp_path, "train")
+    assert not list(tmp_path.glob("*.npy"))  # a non-main rank never decodes

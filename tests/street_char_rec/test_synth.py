@@ -24,6 +24,8 @@ def test_layout_labels_and_boxes(street_data):
         names = sorted(p.name for p in (street_data / folder).iterdir())
         assert names == [f"{i:06d}.png" for i in range(n)]
     assert not (street_data / "mchar_test_a.json").exists()
+    test_labels = json.loads((street_data / synth.TEST_LABELS).read_text())  # for scoring, beside the data
+    assert sorted(test_labels) == [f"{i:06d}.png" for i in range(12)]
     labels = json.loads((street_data / "mchar_train.json").read_text())
     assert sorted(labels) == [f"{i:06d}.png" for i in range(40)]
     for name, entry in labels.items():

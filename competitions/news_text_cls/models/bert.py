@@ -257,7 +257,7 @@ class BertClassifier(BertClassifierConfig, TorchEstimator):
     @staticmethod
     def search_space(trial) -> dict:
         return {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-4, log=True),
+            "lr": trial.suggest_float("lr", 1e-5, 5e-4, log=True),
             "epochs": trial.suggest_int("epochs", 2, 5),
             "warmup_ratio": trial.suggest_float("warmup_ratio", 0.0, 0.2),
             "dropout": trial.suggest_float("dropout", 0.0, 0.3),

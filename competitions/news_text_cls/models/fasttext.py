@@ -19,7 +19,7 @@ high per-example lr; on mini-batches Adagrad reached the library's scores in few
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from common.config import Fraction, PositiveInt, trainer_defaults
+from common.distributed import world_size
+from common.errors import UserError
 from common.registry import register_model
 from common.trainer import TrainerConfig
 from competitions.news_text_cls.data import Corpus, as_corpus
@@ -154,6 +156,8 @@ class FastTextConfig(SequenceConfig):
     buckets: PositiveInt = 2_000_000
     dropout: Fraction = 0.0
     max_len: PositiveInt = 4096
+    #: the averaged n-gram table has no word2vec start (its rows are hashed n-grams, not ids)
+    embedding_init: Literal["none"] = "none"
     #: Adagrad's lr (0.5 overfits the reviews bench in one epoch); like the fastText library, every labelled row
     #: trains for a fixed number of epochs (no inner holdout)
     trainer: TrainerConfig = trainer_defaults(
@@ -167,13 +171,21 @@ class FastText(FastTextConfig, SequenceClassifier):
     @staticmethod
     def search_space(trial) -> dict:
         return {
-            "lr": trial.suggest_float("lr", 3e-3, 1e-1, log=True),
+            "lr": trial.suggest_float("lr", 3e-3, 3e-1, log=True),
             "embed_dim": trial.suggest_categorical("embed_dim", [50, 100, 200]),
             "ngram": trial.suggest_int("ngram", 1, 3),
             "epochs": trial.suggest_int("epochs", 3, 15),
         }
 
+    def check_data(self, X, y) -> None:
+        if world_size() > 1:  # NCCL cannot all-reduce the embedding's sparse gradients
+            raise UserError(
+                "fasttext trains in one process (sparse embedding gradients); run its folds in parallel instead "
+                "(make -j5 folds MODEL=fasttext) rather than NPROC>1"
+            )
+
     def fit(self, X, y, X_valid=None, y_valid=None, *, work_dir=None, callbacks=()):
+        self.check_data(X, y)
         corpus = as_corpus(X)
         vocab = self.vocab_size or corpus.max_id() + 3
         self.buckets_ = self._training_buckets(corpus, vocab)

@@ -82,7 +82,7 @@ def word2vec_vectors(
     from gensim.models import Word2Vec
 
     store = corpus.store
-    key = ("w2v", dim, epochs, window, min_count, bool(sg), seed)
+    key = ("w2v", dim, epochs, window, min_count, bool(sg), seed, workers)
     if key not in store.cache:
         for old in [k for k in store.cache if isinstance(k, tuple) and k[0] == "w2v"]:
             del store.cache[old]
@@ -220,7 +220,7 @@ class SequenceClassifier(TorchEstimator):
         if self.embedding_init == "word2vec":
             self.embedding_vectors_ = word2vec_vectors(
                 corpus, self.embed_dim, self.w2v_epochs, self.w2v_window, self.w2v_min_count, self.w2v_sg,
-                self.trainer.seed,
+                self.trainer.seed, workers=1 if self.trainer.deterministic else 2,
             )  # fmt: skip
         X_valid = as_corpus(X_valid) if X_valid is not None else None
         try:

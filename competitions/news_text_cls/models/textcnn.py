@@ -72,7 +72,7 @@ class TextCNN(TextCNNConfig, SequenceClassifier):
     @staticmethod
     def search_space(trial) -> dict:
         return {
-            "lr": trial.suggest_float("lr", 3e-4, 5e-3, log=True),
+            "lr": trial.suggest_float("lr", 1e-3, 3e-2, log=True),
             "embed_dim": trial.suggest_categorical("embed_dim", [64, 128, 256]),
             "num_filters": trial.suggest_categorical("num_filters", [64, 128, 256]),
             "dropout": trial.suggest_float("dropout", 0.1, 0.5),
