@@ -317,7 +317,7 @@ class StreetResNet(ResNetConfig, StreetEstimator):
     def search_space(trial) -> dict:
         return {
             "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-4, 1e-1, log=True),
             "dropout": trial.suggest_float("dropout", 0.0, 0.5),
             "aug_rotate": trial.suggest_float("aug_rotate", 0.0, 15.0),
             "aug_dropout_p": trial.suggest_float("aug_dropout_p", 0.0, 0.5),

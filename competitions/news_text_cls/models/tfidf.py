@@ -367,7 +367,7 @@ class TfidfModel(TfidfConfig, ClassifierMixin, BaseEstimator):
         return {
             "ngram_max": trial.suggest_int("ngram_max", 1, 3),
             "min_df": trial.suggest_int("min_df", 1, 5),
-            "max_features": trial.suggest_categorical("max_features", [100_000, 300_000, 1_000_000]),
+            "max_features": trial.suggest_categorical("max_features", [100_000, 300_000, 500_000, 1_000_000]),
             "alpha": trial.suggest_float("alpha", 3e-6, 3e-4, log=True),
             "class_weight": trial.suggest_categorical("class_weight", [None, "balanced"]),
             "softmax_scale": trial.suggest_float("softmax_scale", 1.0, 20.0, log=True),
