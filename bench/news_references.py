@@ -6,7 +6,8 @@ the predicted test labels. Texts are the contest's strings of space-separated id
   ``RidgeClassifier()``.
 - :func:`linearsvc_bigrams`: a plain ``LinearSVC()`` on 1-2-gram TF-IDF over every id (``token_pattern=r"\\S+"``).
 - :func:`fasttext_lib`: the fastText library with the tutorial's settings (``lr=1.0, wordNgrams=2, epoch=25,
-  loss="hs", minCount=1``); ``pip install fasttext`` (a bench-only extra).
+  loss="hs", minCount=1``); ``pip install fasttext-numpy2`` (the same library built for numpy 2; a bench-only
+  extra).
 
 Each fits on the training texts only (no test text, no folds): one model, one prediction of the test file.
 """

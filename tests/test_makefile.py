@@ -26,6 +26,14 @@ def test_help_lists_every_target_with_a_description():
     assert {"demo", "test", "train", "fold", "folds", "tune", "submit", "blend", "leaderboard"} <= set(listed)
 
 
+def test_the_readme_shows_the_current_make_help():
+    out = _make("help")
+    assert out.returncode == 0, out.stderr
+    assert f"$ make help\n{out.stdout}```" in (ROOT / "README.md").read_text(), (
+        "paste `make help` into the README"
+    )
+
+
 def test_unknown_competition_fails_before_running_anything():
     out = _make("-n", "train", "COMP=nope")
     assert out.returncode == 2
