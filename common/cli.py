@@ -160,11 +160,28 @@ def apply_folds_from(competition: Competition, data: TrainData, test, data_cfg) 
     return data
 
 
-def run_inputs(data: TrainData, test) -> dict:
-    """Content fingerprints of every file and folder the run reads."""
+#: params that name a file or folder a model reads besides the data (a pretrained checkpoint), whatever the model
+MODEL_INPUT_PARAMS = ("pretrained", "pretrained_path")
+
+
+def model_input_paths(model) -> dict[str, str]:
+    """``{param: path}`` of the files and folders ``model`` reads besides the data: its params named in
+    :data:`MODEL_INPUT_PARAMS` that are set, and what its ``input_paths()`` hook names (see
+    :meth:`common.estimator.TorchEstimator.input_paths`)."""
+    paths = {name: getattr(model, name, None) for name in MODEL_INPUT_PARAMS}
+    hook = getattr(model, "input_paths", None)
+    if callable(hook):
+        paths.update(hook())
+    return {name: str(path) for name, path in paths.items() if path}
+
+
+def run_inputs(data: TrainData, test, model=None) -> dict:
+    """Content fingerprints of every file and folder the run reads: the training and test data and the model's own
+    inputs (``model_inputs``: :func:`model_input_paths`)."""
     return {
         "train": fingerprints(data.sources),
         "test": fingerprints(test.sources) if test is not None else {},
+        "model_inputs": fingerprints(model_input_paths(model).values()) if model is not None else {},
     }
 
 
@@ -215,6 +232,16 @@ def reconcile(
     if _computed(old.get("params") or {}) != _computed(config["params"]):
         changed_keys.append("params")
     data_changed = changed(recorded.get("train") or {}, inputs["train"])
+    # a run recorded before model inputs were fingerprinted has nothing to compare them with
+    model_changed = (
+        changed(recorded.get("model_inputs") or {}, inputs.get("model_inputs") or {})
+        if "model_inputs" in recorded
+        else []
+    )
+    what_changed = " and ".join(
+        what for what, names in (("data", data_changed), ("model inputs", model_changed)) if names
+    )
+    data_changed = [*data_changed, *model_changed]
     busy = store.folds_in_use()
     if (changed_keys or data_changed) and busy:
         fold, holder = next(iter(busy.items()))
@@ -224,10 +251,12 @@ def reconcile(
         )
     if (changed_keys or data_changed) and store.has_work():
         if force:
-            return Reuse([], None, clear="its data changed" if data_changed else "its config changed")
+            return Reuse(
+                [], None, clear=f"its {what_changed} changed" if data_changed else "its config changed"
+            )
         if data_changed:
             raise UserError(
-                f"data changed since this run was trained ({', '.join(data_changed)} differ from "
+                f"{what_changed} changed since this run was trained ({', '.join(data_changed)} differ from "
                 f"{store.path / 'run.json'}); pass --force to retrain it, or choose another --run-dir"
             )
         detail = ""
@@ -323,7 +352,7 @@ def cmd_train(competition: Competition, args) -> int:
         "params": run_config.model_params(),
         "classes": cv.class_list(data.y),
     }
-    inputs = run_inputs(data, test) if distributed.is_main_process() else {}
+    inputs = run_inputs(data, test, model) if distributed.is_main_process() else {}
     targets = [FULL] if args.fold == FULL else which
     session = open_session(
         store,
@@ -337,22 +366,10 @@ def cmd_train(competition: Competition, args) -> int:
         competition.data_config.RUNTIME_KEYS,
     )
     try:
-        if session.reuse.test_changed and test is not None:
-            done = cv.repredict_test(store, [*cv.fold_numbers(folds), FULL], test, cv.class_list(data.y))
-            _say(
-                f"test data changed since this run ({', '.join(session.reuse.test_changed)}): re-predicted the "
-                f"test probabilities of {len(done)} trained fold model(s), no retraining"
+        if test is not None:
+            repredict_changed_test(
+                competition, store, session, model, folds, data, test, inputs, args.submissions_dir
             )
-            with store.run_lock("record the new test data"):
-                store.update_manifest(inputs={"train": inputs["train"], "test": inputs["test"]})
-            if FULL in done:
-                store.write_submission(
-                    competition,
-                    test,
-                    store.read_array(f"{FULL}/test.npy"),
-                    full=True,
-                    ledger_root=args.submissions_dir,
-                )
         if args.fold == FULL:
             return train_full(competition, model, data, test, store, args)
         results = cv.run_folds(
@@ -372,15 +389,91 @@ def cmd_train(competition: Competition, args) -> int:
     return 0
 
 
+def repredict_changed_test(
+    competition: Competition,
+    store: RunStore,
+    session: Session,
+    model,
+    folds: np.ndarray,
+    data: TrainData,
+    test,
+    inputs: dict,
+    submissions_dir,
+) -> None:
+    """When only the test data changed since the run's folds were trained: new test probabilities from their
+    stored models, no retraining. Each re-predicted fold's lock (the one its training holds) is held meanwhile,
+    so a concurrent ``train --force --fold k`` cannot swap a model while it is read; a fold another process holds
+    is exit 2 naming it, before anything is written.
+
+    Every rank calls this: rank 0 decides which folds (and takes their locks), one broadcast tells the others, and
+    every rank then predicts them, so the collectives of a prediction (a sharded evaluation, the street image
+    cache's barrier) are met by every rank. Only rank 0 writes."""
+    held: list = []
+
+    def stale_folds() -> list:  # rank 0
+        if not session.reuse.test_changed:
+            return []
+        complete = [k for k in [*cv.fold_numbers(folds), FULL] if store.is_complete(k)]
+        unheld = [k for k in complete if k not in session.locks]
+        held.extend(lock_folds(store, unheld, "re-predict the test set with"))
+        # complete still, now that no other process can train them
+        return [k for k in complete if store.is_complete(k)]
+
+    try:
+        stale = distributed.from_main(stale_folds, _device_of(model))
+        if not stale:
+            return
+        done = cv.repredict_test(store, stale, test, cv.class_list(data.y))
+        distributed.barrier()  # every rank has read the models before their locks go
+        if not distributed.is_main_process():
+            return
+        _say(
+            f"test data changed since this run ({', '.join(session.reuse.test_changed)}): re-predicted the "
+            f"test probabilities of {len(done)} trained fold model(s), no retraining"
+        )
+        with store.run_lock("record the new test data"):
+            store.update_manifest(inputs=inputs)
+        if FULL in done:
+            store.write_submission(
+                competition,
+                test,
+                store.read_array(f"{FULL}/test.npy"),
+                full=True,
+                ledger_root=submissions_dir,
+            )
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def _device_of(model):
+    """The device a model runs on (its trainer's), where a process group for it is joined."""
+    return distributed.resolve_device(getattr(getattr(model, "trainer", None), "device", "auto"))
+
+
+def lock_folds(store: RunStore, folds: Sequence, doing: str = "train") -> list:
+    """The locks of ``folds``, all taken or (a :class:`UserError` naming the holder) none."""
+    locks: list = []
+    try:
+        for k in folds:
+            locks.append(store.fold_lock(k, doing).acquire())
+    except UserError:
+        for lock in locks:
+            lock.release()
+        raise
+    return locks
+
+
 @dataclass
 class Session:
-    """A run folder made ready to train into: how the folder was reconciled, and the fold locks held."""
+    """A run folder made ready to train into: how the folder was reconciled, and the fold locks held
+    (``fold -> lock``)."""
 
     reuse: Reuse
-    locks: list
+    locks: dict
 
     def release(self) -> None:
-        for lock in self.locks:
+        for lock in self.locks.values():
             lock.release()
 
 
@@ -398,7 +491,7 @@ def open_session(
     """Under the run lock: check the folder may hold this run (:func:`reconcile`), lock the folds of ``targets``
     still to train, clear the folder when ``--force`` asks for it, write ``config.yaml`` and ``run.json``. Only
     the main process writes; the others get an empty session."""
-    locks: list = []
+    locks: dict = {}
     reuse = Reuse([], None)
     if not distributed.is_main_process():
         return Session(reuse, locks)
@@ -406,13 +499,7 @@ def open_session(
     with store.run_lock("write the run's config"):
         reuse = reconcile(store, config, inputs, force, data_defaults, data_runtime_keys)
         pending = [k for k in targets if force or reuse.clear or not store.is_complete(k)]
-        try:
-            for k in pending:
-                locks.append(store.fold_lock(k).acquire())
-        except UserError:
-            for lock in locks:
-                lock.release()
-            raise
+        locks = dict(zip(pending, lock_folds(store, pending), strict=True))
         if reuse.clear:
             _say(f"{store.path}: {reuse.clear} and --force given: removing its old folds and outputs")
             store.clear_all()
@@ -423,6 +510,7 @@ def open_session(
             {
                 "train": inputs["train"],
                 "test": (reuse.manifest or {}).get("inputs", {}).get("test", inputs["test"]),
+                "model_inputs": inputs.get("model_inputs", {}),
             },
             config.get("folds_file"),
             device_description(device),

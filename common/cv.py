@@ -188,13 +188,15 @@ def run_full(
 
 def repredict_test(store: RunStore, folds: Sequence[int | str], test: TestData, classes: list | None) -> list:
     """New test probabilities from the stored models of the complete ``folds`` (the test data changed; the
-    models did not): no retraining. Returns the folds re-predicted."""
+    models did not): no retraining; the caller holds the folds' locks. Under torchrun every rank predicts (a
+    model's prediction may be sharded across the ranks) and rank 0 writes. Returns the folds re-predicted."""
     done = []
     for fold in folds:
         if not store.is_complete(fold):
             continue
-        estimator = store.load_model(fold)
-        store.write_fold_test(fold, predict_proba(estimator, test.X, classes))
+        proba = predict_proba(store.load_model(fold), test.X, classes)
+        if distributed.is_main_process():
+            store.write_fold_test(fold, proba)
         done.append(fold)
     return done
 

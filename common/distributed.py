@@ -7,11 +7,15 @@ Nothing here starts processes: ``make train NPROC=4`` launches ``torchrun --npro
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from common.errors import UserError
+
+T = TypeVar("T")
 
 
 def world_size() -> int:
@@ -77,3 +81,29 @@ def resolve_device(name: str = "auto", check: bool = False) -> torch.device:
     if device.type == "cuda" and device.index is None and is_distributed():
         device = torch.device("cuda", local_rank())
     return device
+
+
+def from_main(compute: Callable[[], T], device: torch.device | None = None) -> T:
+    """``compute()`` run on rank 0 alone, its result on every rank. Every rank must call it: under torchrun it is
+    one broadcast (joining the process group first, on ``device`` or this rank's default); in a single process it
+    is ``compute()``. An exception in ``compute`` is raised on rank 0 as it is and, as a :class:`UserError` with
+    its message, on the other ranks, so no rank is left waiting for the others."""
+    if not is_distributed():
+        return compute()
+    init_if_needed(device if device is not None else resolve_device())
+    box: list = [None]
+    failure: BaseException | None = None
+    if is_main_process():
+        try:
+            box = [("ok", compute())]
+        except Exception as exc:  # noqa: BLE001 - shared with the other ranks, then raised here as it is
+            failure = exc
+            box = [("error", str(exc) or type(exc).__name__)]
+    nccl = dist.get_backend() == "nccl"
+    dist.broadcast_object_list(box, src=0, device=torch.device("cuda", local_rank()) if nccl else None)
+    if failure is not None:
+        raise failure
+    kind, value = box[0]
+    if kind == "error":
+        raise UserError(value)
+    return value

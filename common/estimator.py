@@ -102,6 +102,13 @@ class TorchEstimator(BaseEstimator):
     def check_data(self, X, y) -> None:  # noqa: B027 (an optional hook)
         """Refuse training data this configuration cannot fit (a :class:`UserError`), before anything is written."""
 
+    def input_paths(self) -> dict[str, str]:
+        """``{param: path}`` of the files or folders ``fit`` reads besides the data (a pretrained checkpoint). A run
+        records their content fingerprints, and a re-run into it is refused (until ``--force``) once one of them
+        changed, as for changed training data. Params named ``pretrained`` or ``pretrained_path`` count without
+        this hook (:func:`common.cli.model_input_paths`). Default: none."""
+        return {}
+
     # ---- the estimator contract
     def _trainer_config(self) -> TrainerConfig:
         """The trainer config as it runs (models with size-dependent defaults fill them in here)."""

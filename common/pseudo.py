@@ -175,6 +175,7 @@ def pseudo_cli(competition: Competition, args) -> int:
             X=None, y=train.y, ids=train.ids, strata=train.strata, sources=[*train.sources, *test.sources]
         ),
         test,
+        model,
     )
     counts = ", ".join(f"fold {k}: {n}" for k, n in pseudo["rows"].items())
     _say(

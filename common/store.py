@@ -247,9 +247,10 @@ class RunStore:
         """The short lock around run-level files (config, manifest, merged outputs)."""
         return Lock(self.path / RUN_LOCK, f"{what} ({self.path})", timeout=timeout)
 
-    def fold_lock(self, fold: int | str) -> Lock:
-        """Held while a fold (or the refit) trains; taken without waiting."""
-        return Lock(self.path / f".fold{fold}.lock", f"train fold {fold} of {self.path}", timeout=0.0)
+    def fold_lock(self, fold: int | str, doing: str = "train") -> Lock:
+        """Held while a fold (or the refit) trains, or while its model re-predicts the test set (``doing`` says
+        which, for the message of whoever finds it taken); taken without waiting."""
+        return Lock(self.path / f".fold{fold}.lock", f"{doing} fold {fold} of {self.path}", timeout=0.0)
 
     def folds_in_use(self) -> dict[str, str]:
         """``fold -> holder`` of every fold some process trains right now."""

@@ -80,9 +80,12 @@ def _check_device(name: str) -> str:
 class TrainerConfig(ConfigBase):
     """Every key of the training loop, declared here once."""
 
-    #: keys that change how a run executes or reports, not what it computes: a resumed or re-run fold may differ
-    #: in them, and the leaderboard does not show them as params
-    RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset({"quiet", "num_workers", "device", "log_every_steps"})
+    #: keys that change how a run executes or reports, not what it computes (``compile`` runs the same model
+    #: faster): a resumed or re-run fold, or a resumed pretraining, may differ in them, and the leaderboard does
+    #: not show them as params
+    RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"quiet", "num_workers", "device", "compile", "log_every_steps"}
+    )
 
     epochs: PositiveInt = 5
     #: stop after this many optimizer steps (the schedule spans them); None: ``epochs`` full passes

@@ -50,8 +50,6 @@ from competitions.news_text_cls.pretraining import packing
 from competitions.news_text_cls.pretraining.model import MaskedLM, bert_config, masked_accuracy
 
 DEFAULT_LR = {"mini": 5e-4, "small": 3e-4, "base": 1e-4}
-#: keys that do not change what is trained (a resumed run may differ in these)
-_RUNTIME_KEYS = {"quiet", "num_workers", "device", "compile", "log_every_steps"}
 
 
 @dataclass
@@ -232,7 +230,9 @@ def _check_out(config: PretrainConfig, out: Path, force: bool) -> None:
     except UserError:
         old = {"(unreadable)": str(saved)}
     new = flat_keys(config)
-    differ = sorted(k for k in set(old) | set(new) if k not in _RUNTIME_KEYS and old.get(k) != new.get(k))
+    differ = sorted(
+        k for k in set(old) | set(new) if k not in TrainerConfig.RUNTIME_KEYS and old.get(k) != new.get(k)
+    )
     if differ:
         raise UserError(
             f"{saved}: {out} holds a pretraining run with a different config ({', '.join(differ)}); "

@@ -262,3 +262,17 @@ def test_another_test_file_repredicts_a_trained_run_instead_of_refusing_it(cli, 
     # a key that changes what is trained still refuses
     code, _, err = _train(cli, run, "toy_logreg", "--set", "test_file=test_b.csv", "--set", "C=0.5")
     assert code == 2 and "other params" in err
+
+
+def test_runtime_trainer_keys_may_differ_on_a_rerun(cli, tmp_path):
+    """``TrainerConfig.RUNTIME_KEYS`` (``compile`` among them: it runs the same model faster) say how a run
+    executes, not what it computes: a re-run that differs only in them reuses the complete folds."""
+    from common.trainer import TrainerConfig
+
+    assert {"quiet", "num_workers", "device", "compile", "log_every_steps"} <= TrainerConfig.RUNTIME_KEYS
+    run = tmp_path / "runs/mlp"
+    assert _train(cli, run, "toy_mlp", *FAST_MLP, "--fold", 0)[0] == 0
+    runtime = ["--set", "compile=true", "--set", "num_workers=1", "--set", "log_every_steps=5"]
+    code, out, err = _train(cli, run, "toy_mlp", *FAST_MLP, "--fold", 0, *runtime)
+    assert code == 0, err
+    assert "already complete, skipped" in out[-1]

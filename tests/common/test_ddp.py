@@ -4,10 +4,14 @@ weights and only rank 0 writes artefacts. Also the real CLI under torchrun."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import torch
 
-from tests.common.conftest import free_port, run_python
+from tests.common.conftest import free_port, run_python, subprocess_env
 
 
 def _torchrun(*args: str) -> list[str]:
@@ -78,3 +82,55 @@ def test_single_process_is_not_distributed(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     assert distributed.is_distributed() and not distributed.is_main_process()
     assert distributed.resolve_device("cpu").type == "cpu"
+
+
+def _run_group(args: list[str], cwd, timeout: float) -> subprocess.CompletedProcess:
+    """``run_python`` in a session of its own, killed whole on timeout (a rank left waiting in a collective must
+    not outlive the test)."""
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"timed out after {timeout}s (a rank waited alone in a collective?)\n{err[-3000:]}"
+        ) from None
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def test_a_changed_test_file_is_repredicted_by_every_rank_under_torchrun(tmp_path, toy_dir):
+    """Only the test file changed: every rank re-predicts (the toy's ``sync_loader`` meets a barrier per loader, as
+    the street image cache does, and the evaluation is sharded), rank 0 writes, and the submission is the one a
+    single process predicts from the same fold models."""
+    import pandas as pd
+
+    train = _torchrun(
+        "-m", "tests.common.toy", "train", "--model", "toy_mlp", "--data-dir", str(toy_dir), "--run-dir", "run",
+        "--folds", "2", "--quiet", "--set", "epochs=1", "--set", "device=cpu", "--set", "sync_loader=true",
+    )  # fmt: skip
+    result = _run_group(train, tmp_path, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    test = pd.read_csv(toy_dir / "test.csv")
+    test.iloc[::-1].to_csv(toy_dir / "test.csv", index=False)
+    train[train.index("--master_port") + 1] = str(free_port())
+    result = _run_group(train, tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("re-predicted the test probabilities of 2 trained fold model(s)") == 1
+    predict = [
+        "-m",
+        "tests.common.toy",
+        "predict",
+        "--run-dir",
+        "run",
+        "--data-dir",
+        str(toy_dir),
+        "--out",
+        "p.csv",
+    ]
+    single = run_python(predict, cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    assert pd.read_csv(tmp_path / "p.csv").equals(pd.read_csv(tmp_path / "run/submission.csv"))

@@ -90,6 +90,53 @@ def test_changed_training_data_is_refused_until_forced(cli, tmp_path):
     assert "its data changed and --force given" in "\n".join(out)
 
 
+def test_a_changed_model_input_is_refused_until_forced(cli, tmp_path):
+    """A file a model reads besides the data (here the toy's ``prior``, named by its ``input_paths`` hook, as
+    BERT's pretrained folder is) is fingerprinted in run.json: changing it refuses the re-run like changed data."""
+    prior = tmp_path / "prior.txt"
+    prior.write_text("1.0\n")
+    argv = ["toy_logreg", "--set", f"prior={prior}"]
+    run = tmp_path / "runs/lr"
+    assert train(cli, run, *argv)[0] == 0
+    recorded = json.loads((run / "run.json").read_text())["inputs"]["model_inputs"]
+    assert list(recorded) == [str(prior)]
+    code, out, err = train(cli, run, *argv)  # unchanged: the folds are reused
+    assert code == 0 and "already complete" in "\n".join(out), err
+    prior.write_text("0.5\n")  # "pretrained again into the same place"
+    before = snapshot(run)
+    code, _, err = train(cli, run, *argv)
+    assert code == 2 and err.count("\n") == 1, err
+    assert (
+        "model inputs changed since this run was trained (prior.txt differ" in err and "pass --force" in err
+    )
+    assert snapshot(run) == before
+    code, out, err = train(cli, run, *argv, "--force")
+    assert code == 0, err
+    assert "its model inputs changed and --force given" in "\n".join(out)
+    now = json.loads((run / "run.json").read_text())["inputs"]["model_inputs"]
+    assert now[str(prior)]["digest"] != recorded[str(prior)]["digest"]
+
+
+def test_pretrained_checkpoints_of_the_contest_models_are_model_inputs():
+    """BERT names its pretrained folder through the ``input_paths`` hook; street's models a ``pretrained_path``
+    param, which counts without a hook."""
+    import importlib
+
+    from common.cli import model_input_paths
+    from common.registry import create_model
+
+    news, street = "competitions.news_text_cls.models", "competitions.street_char_rec.models"
+    importlib.import_module(news), importlib.import_module(street)  # registers their models
+    assert model_input_paths(create_model("bert", where=news, pretrained="runs/p")) == {
+        "pretrained": "runs/p"
+    }
+    for name in ("resnet", "crnn", "detector"):
+        model = create_model(name, where=street, pretrained_path="ckpt.pt")
+        assert model_input_paths(model) == {"pretrained_path": "ckpt.pt"}, name
+    assert model_input_paths(create_model("resnet", where=street)) == {}
+    assert model_input_paths(create_model("tfidf", where=news)) == {}
+
+
 # ------------------------------------------------------------------------------------------ 2. no unpickling
 class _Evil:
     def __init__(self, marker: Path) -> None:
@@ -192,6 +239,30 @@ def test_a_second_process_on_a_run_exits_2_naming_the_holder_and_a_killed_holder
     assert (run / ".fold0.lock").exists()
     code, out, err = train(cli, run)
     assert code == 0, err
+
+
+def test_a_changed_test_file_is_repredicted_under_the_fold_locks(cli, tmp_path):
+    """The re-prediction holds each fold's lock while it reads that fold's model: a fold another process trains
+    (``train --force --fold 1`` swapping its model files) is exit 2 naming it, and nothing is re-predicted."""
+    run = tmp_path / "runs/lr"
+    assert train(cli, run)[0] == 0
+    test = pd.read_csv(cli.data / "test.csv")
+    test.iloc[::-1].to_csv(cli.data / "test.csv", index=False)
+    predicted = {k: v for k, v in snapshot(run).items() if k.endswith(("test.npy", ".csv"))}
+    holder = _start_holder(run, 1)
+    try:
+        code, _, err = train(cli, run)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"pid {holder.pid} on host {socket.gethostname()}" in err and "fold 1" in err
+        assert "re-predict" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {k: v for k, v in snapshot(run).items() if k in predicted} == predicted
+    assert not (run / ".fold0.lock.owner").exists()  # the lock it took (fold 0) was given back
+    code, out, err = train(cli, run)  # the new test data was not recorded: re-predicted now
+    assert code == 0, err
+    assert "re-predicted the test probabilities of 3 trained fold model(s)" in "\n".join(out)
 
 
 def test_other_params_while_a_run_trains_are_refused(cli, tmp_path):

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 from torch.utils.data import DataLoader
 
+from common import distributed
 from common.competition import Competition, DataConfig, TestData, TrainData
 from common.config import ConfigBase, PositiveFloat, PositiveInt, trainer_defaults
 from common.errors import UserError
@@ -116,6 +117,8 @@ class _Rows(torch.utils.data.Dataset):
 @dataclass
 class ToyMLPConfig(DeepConfig):
     hidden: PositiveInt = 16
+    #: under torchrun, every loader made meets a barrier first (as the street image cache does)
+    sync_loader: bool = False
     trainer: TrainerConfig = trainer_defaults(epochs=4, batch_size=32, lr=0.01)
 
     @staticmethod
@@ -133,6 +136,9 @@ class ToyMLP(ToyMLPConfig, TorchEstimator):
         return _MLP(len(FEATURES), self.n_classes_, self.hidden)
 
     def _make_loader(self, X, y, train, generator):
+        if self.sync_loader and distributed.is_distributed():
+            distributed.init_if_needed(distributed.resolve_device(self.trainer.device))
+            distributed.barrier()
         return DataLoader(
             _Rows(X, y),
             batch_size=self.trainer.batch_size,
@@ -145,6 +151,8 @@ class ToyMLP(ToyMLPConfig, TorchEstimator):
 @dataclass
 class ToyLogRegConfig(ConfigBase):
     C: PositiveFloat = 1.0
+    #: a text file holding a number that scales the features (an input besides the data, as a pretrained model)
+    prior: str | None = None
 
     @staticmethod
     def search_space(trial) -> dict:
@@ -154,16 +162,20 @@ class ToyLogRegConfig(ConfigBase):
 @register_model("toy_logreg", config=ToyLogRegConfig)
 @dataclass(eq=False, repr=False)
 class ToyLogReg(ToyLogRegConfig, ClassifierMixin, BaseEstimator):
+    def input_paths(self) -> dict[str, str]:
+        return {"prior": self.prior} if self.prior else {}
+
     def fit(self, X, y, X_valid=None, y_valid=None):
-        self.model_ = LogisticRegression(C=self.C, max_iter=500).fit(X, y)
+        self.scale_ = float(Path(self.prior).read_text()) if self.prior else 1.0
+        self.model_ = LogisticRegression(C=self.C, max_iter=500).fit(X * self.scale_, y)
         self.classes_ = self.model_.classes_
         return self
 
     def predict_proba(self, X):
-        return self.model_.predict_proba(X)
+        return self.model_.predict_proba(X * self.scale_)
 
     def predict(self, X):
-        return self.model_.predict(X)
+        return self.model_.predict(X * self.scale_)
 
 
 def main(argv=None) -> int:

@@ -151,6 +151,21 @@ def test_resuming_with_another_config_is_refused(data_dir, tmp_path):
         pt.pretrain(tiny_config(lr=1e-4), data_dir, tmp_path)
 
 
+def test_resuming_may_differ_in_the_trainer_runtime_keys_only(tmp_path):
+    """The keys a resumed pretraining may change are the trainer's own ``RUNTIME_KEYS`` (declared once)."""
+    from common.config import save_config
+    from common.trainer import TrainerConfig
+
+    assert not hasattr(pt, "_RUNTIME_KEYS")
+    save_config(tiny_config(), tmp_path / "config.yaml")
+    (tmp_path / "checkpoints").mkdir()
+    runtime = {"quiet": False, "num_workers": 2, "device": "auto", "compile": True, "log_every_steps": 7}
+    assert set(runtime) == TrainerConfig.RUNTIME_KEYS
+    pt._check_out(tiny_config(**runtime), tmp_path, force=False)
+    with pytest.raises(UserError, match="different config.*max_steps"):
+        pt._check_out(tiny_config(max_steps=21), tmp_path, force=False)
+
+
 def test_cli_verb_reports_an_already_pretrained_directory(pretrained, data_dir, capsys):
     out, _ = pretrained
     parser = argparse.ArgumentParser()
