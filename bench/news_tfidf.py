@@ -143,14 +143,17 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         write_demo(data_dir, args.n_train, args.n_test, seed=0)
         print(json.dumps({"figure": "news_synth", "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
-    results = {}
+    results, failed = {}, []
     for method in methods:
         cmd = [sys.executable, os.path.abspath(__file__), "--data-dir", str(data_dir), "--one", method]
         cmd += ["--folds", str(args.folds), "--seed", str(args.seed)]
         cmd += [f"--set={item}" for item in args.set]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if proc.returncode != 0:  # e.g. killed for memory: say so and go on with the other methods
+        if (
+            proc.returncode != 0
+        ):  # e.g. killed for memory: say so, go on with the other methods, fail at the end
             print(json.dumps({"figure": "news_tfidf", "method": method, "error": f"exit {proc.returncode}"}))
+            failed.append(method)
             continue
         results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(results[method]), flush=True)
@@ -168,6 +171,8 @@ def main(argv=None) -> None:
             ),
             flush=True,
         )
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

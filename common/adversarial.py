@@ -440,6 +440,11 @@ def holdout_by_score(
             idx = np.flatnonzero(strata == value)
             if len(idx) >= 2 and (folds[idx] == 0).all():
                 folds[np.isin(groups, groups[idx[np.argmin(score[idx])]])] = -1
+        if len(folds) and not (folds == 0).any():
+            raise UserError(
+                "the adversarial holdout is empty: groups of identical rows span every class's holdout rows; "
+                "raise holdout_share"
+            )
     return folds
 
 

@@ -33,6 +33,7 @@ from common.config import (
 from common.errors import UserError
 from common.fingerprint import changed, fingerprints
 from common.folds import data_fingerprint, get_folds
+from common.locks import Lock
 from common.registry import create_model, get_model_entry, list_models, namespace
 from common.store import FULL, RunStore, device_description, flat_params, new_manifest, open_run
 from common.trainer import TrainerConfig
@@ -162,6 +163,8 @@ def apply_folds_from(competition: Competition, data: TrainData, test, data_cfg) 
 
 #: params that name a file or folder a model reads besides the data (a pretrained checkpoint), whatever the model
 MODEL_INPUT_PARAMS = ("pretrained", "pretrained_path")
+#: held (in the run folder) while a process re-predicts the run's test set: the others wait their turn
+REPREDICT_LOCK = ".repredict.lock"
 
 
 def model_input_paths(model) -> dict[str, str]:
@@ -401,9 +404,14 @@ def repredict_changed_test(
     submissions_dir,
 ) -> None:
     """When only the test data changed since the run's folds were trained: new test probabilities from their
-    stored models, no retraining. Each re-predicted fold's lock (the one its training holds) is held meanwhile,
-    so a concurrent ``train --force --fold k`` cannot swap a model while it is read; a fold another process holds
-    is exit 2 naming it, before anything is written.
+    stored models, no retraining. Folds this process is about to retrain (``--force``, or pending) are left to
+    their training. Each re-predicted fold's lock (the one its training holds) is held meanwhile, so a concurrent
+    ``train --force --fold k`` cannot swap a model while it is read; a fold another process trains is exit 2
+    naming it, before anything is written.
+
+    Re-predictions of one run take turns (``make -j5 folds`` after a test change starts five at once): a process
+    waits for the one re-predicting, then re-reads ``run.json`` and has nothing left to do when the new test data
+    is recorded there already.
 
     Every rank calls this: rank 0 decides which folds (and takes their locks), one broadcast tells the others, and
     every rank then predicts them, so the collectives of a prediction (a sharded evaluation, the street image
@@ -413,11 +421,15 @@ def repredict_changed_test(
     def stale_folds() -> list:  # rank 0
         if not session.reuse.test_changed:
             return []
+        held.append(_wait_for_repredictions(store))
+        recorded = ((store.read_manifest() or {}).get("inputs") or {}).get("test") or {}
+        if not changed(recorded, inputs["test"]):
+            return []  # another process re-predicted (and recorded) this test data while this one waited
         complete = [k for k in [*cv.fold_numbers(folds), FULL] if store.is_complete(k)]
         unheld = [k for k in complete if k not in session.locks]
         held.extend(lock_folds(store, unheld, "re-predict the test set with"))
-        # complete still, now that no other process can train them
-        return [k for k in complete if store.is_complete(k)]
+        # complete still, now that no other process can train them; this process's own are retrained instead
+        return [k for k in unheld if store.is_complete(k)]
 
     try:
         stale = distributed.from_main(stale_folds, _device_of(model))
@@ -442,8 +454,18 @@ def repredict_changed_test(
                 ledger_root=submissions_dir,
             )
     finally:
-        for lock in held:
+        for lock in reversed(held):  # the fold locks first: whoever waits for the turn finds them free
             lock.release()
+
+
+def _wait_for_repredictions(store: RunStore) -> Lock:
+    """The run's re-prediction lock, waited for (saying so) while another process re-predicts its test set."""
+    lock = Lock(store.path / REPREDICT_LOCK, f"re-predict the test set of {store.path}")
+    try:
+        return lock.acquire(timeout=0)
+    except UserError:
+        _say(f"waiting for {lock.holder()} to finish re-predicting the test set of {store.path}")
+    return lock.acquire(timeout=-1)
 
 
 def _device_of(model):

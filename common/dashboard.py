@@ -29,10 +29,12 @@ def dashboard_storage(storage: str | None):
             f"no Optuna journal at {where}: run `make tune` first, or pass --storage (a journal file or a "
             "database URL)"
         )
-    if where.startswith("sqlite:///") and not Path(where[len("sqlite:///") :]).is_file():
-        raise UserError(
-            f"no SQLite database at {where[len('sqlite:///') :]}: run `make tune STORAGE={where}` first"
-        )
+    if where.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(where).database
+        if database and database != ":memory:" and not Path(database).is_file():
+            raise UserError(f"no SQLite database at {database}: run `make tune STORAGE={where}` first")
     return open_storage(where)
 
 

@@ -44,10 +44,18 @@ def is_main_process() -> bool:
 
 
 def init_if_needed(device: torch.device) -> None:
-    """Join the process group torchrun prepared (nccl on CUDA, gloo on CPU)."""
+    """Join the process group torchrun prepared (nccl on CUDA, gloo on CPU). Under nccl this rank is first pinned
+    to its GPU (``cuda`` without an index is this rank's ``cuda:<LOCAL_RANK>``): collectives that name no device
+    (``barrier``, ``all_gather_object``) run on the current CUDA device, which would otherwise be ``cuda:0`` on
+    every rank."""
     if is_distributed() and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        if device.type == "cuda":
+            if device.index is None:
+                device = torch.device("cuda", local_rank())
+            torch.cuda.set_device(device)
+            dist.init_process_group(backend="nccl", device_id=device)
+        else:
+            dist.init_process_group(backend="gloo")
 
 
 def barrier() -> None:
@@ -100,7 +108,9 @@ def from_main(compute: Callable[[], T], device: torch.device | None = None) -> T
             failure = exc
             box = [("error", str(exc) or type(exc).__name__)]
     nccl = dist.get_backend() == "nccl"
-    dist.broadcast_object_list(box, src=0, device=torch.device("cuda", local_rank()) if nccl else None)
+    dist.broadcast_object_list(
+        box, src=0, device=torch.device("cuda", torch.cuda.current_device()) if nccl else None
+    )
     if failure is not None:
         raise failure
     kind, value = box[0]

@@ -192,6 +192,7 @@ def pseudo_cli(competition: Competition, args) -> int:
         int(source.config.get("seed") or 0),
         args.force,
         to_dict(competition.data_config()),
+        competition.data_config.RUNTIME_KEYS,
     )
     results = []
     try:

@@ -197,13 +197,13 @@ class _RecordingTrial:
         self.ranges: dict[str, tuple] = {}
 
     def suggest_float(self, name, low, high, **_):
-        self.ranges[name] = (low, high)
+        self.ranges[name] = ("range", low, high)
         return low
 
     suggest_int = suggest_float
 
     def suggest_categorical(self, name, choices):
-        self.ranges[name] = tuple(choices)
+        self.ranges[name] = ("choices", tuple(choices))
         return choices[0]
 
 
@@ -215,16 +215,18 @@ def test_every_search_space_contains_the_models_defaults(name):
     if space is None:
         pytest.skip("no search space")
     trial = _RecordingTrial()
-    space(trial)
+    suggested = space(trial)
     defaults = flat_keys(build_config(entry.config_cls))
-    for key, rng in trial.ranges.items():
-        default = defaults.get(key)
+    assert set(suggested) <= set(defaults), f"{name}: search space keys that are no config key"
+    for key, (kind, *rng) in trial.ranges.items():
+        default = defaults[key]
         if default is None:  # derived when unset (e.g. BERT's lr from the encoder's width)
             continue
-        if isinstance(rng, tuple) and len(rng) == 2 and all(isinstance(v, int | float) for v in rng):
+        if kind == "range":
             low, high = rng
-            if low <= default <= high or default in rng:
+            if low <= default <= high:
                 continue
             if default == 0 and 0 < low <= 1e-5:  # a log range cannot hold 0: its tiny low end is "off"
                 continue
-        assert default in rng, f"{name}: default {key}={default!r} outside its search space {rng}"
+            raise AssertionError(f"{name}: default {key}={default!r} outside its search range {rng}")
+        assert default in rng[0], f"{name}: default {key}={default!r} not among the choices {rng[0]}"

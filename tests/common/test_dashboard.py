@@ -81,3 +81,12 @@ def test_a_missing_sqlite_database_is_refused_and_not_created(tmp_path, capsys):
     assert main(["--storage", url]) == 2
     assert "no SQLite database at" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+def test_sqlite_urls_with_query_or_in_memory_are_not_refused_as_missing(tmp_path):
+    from common.dashboard import dashboard_storage
+
+    db = tmp_path / "optuna.db"
+    make_study("s", storage=f"sqlite:///{db}")
+    assert dashboard_storage(f"sqlite:///{db}?timeout=10") is not None
+    assert dashboard_storage("sqlite:///:memory:") is not None

@@ -84,6 +84,54 @@ def test_single_process_is_not_distributed(monkeypatch):
     assert distributed.resolve_device("cpu").type == "cpu"
 
 
+def test_nccl_pins_each_rank_to_its_gpu_before_joining(monkeypatch):
+    """Under nccl, collectives that name no device (barrier, all_gather_object) run on the current CUDA device:
+    each rank is pinned to its own ``cuda:<LOCAL_RANK>`` before the process group is joined, and that device is
+    the group's ``device_id``. (CUDA and nccl are stubbed: this runs on any machine.)"""
+    from common import distributed
+
+    calls: list = []
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(
+        distributed.torch.cuda, "set_device", lambda device: calls.append(("set_device", device))
+    )
+    monkeypatch.setattr(
+        distributed.dist, "init_process_group", lambda **kwargs: calls.append(("init_process_group", kwargs))
+    )
+    for device in (torch.device("cuda", 1), torch.device("cuda")):  # given, or this rank's by default
+        calls.clear()
+        distributed.init_if_needed(device)
+        assert calls == [
+            ("set_device", torch.device("cuda", 1)),
+            ("init_process_group", {"backend": "nccl", "device_id": torch.device("cuda", 1)}),
+        ]
+    calls.clear()
+    distributed.init_if_needed(torch.device("cpu"))  # gloo: no GPU to pin
+    assert calls == [("init_process_group", {"backend": "gloo"})]
+
+
+def test_from_main_broadcasts_on_the_current_cuda_device_under_nccl(monkeypatch):
+    from common import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    seen: dict = {}
+    monkeypatch.setattr(distributed, "init_if_needed", lambda device: seen.setdefault("init", device))
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(distributed.torch.cuda, "current_device", lambda: 1)
+
+    def broadcast(box, src, device=None):
+        seen["device"] = device
+
+    monkeypatch.setattr(distributed.dist, "broadcast_object_list", broadcast)
+    assert distributed.from_main(lambda: 7, torch.device("cuda", 1)) == 7
+    assert seen == {"init": torch.device("cuda", 1), "device": torch.device("cuda", 1)}
+
+
 def _run_group(args: list[str], cwd, timeout: float) -> subprocess.CompletedProcess:
     """``run_python`` in a session of its own, killed whole on timeout (a rank left waiting in a collective must
     not outlive the test)."""
@@ -117,7 +165,7 @@ def test_a_changed_test_file_is_repredicted_by_every_rank_under_torchrun(tmp_pat
     test = pd.read_csv(toy_dir / "test.csv")
     test.iloc[::-1].to_csv(toy_dir / "test.csv", index=False)
     train[train.index("--master_port") + 1] = str(free_port())
-    result = _run_group(train, tmp_path, timeout=120)
+    result = _run_group(train, tmp_path, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("re-predicted the test probabilities of 2 trained fold model(s)") == 1
     predict = [

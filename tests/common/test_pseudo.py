@@ -139,3 +139,26 @@ def test_string_pseudo_labels_are_never_cut_to_the_training_width_and_empty_ones
 
     rows, labels = select(Strings(), None, None, 0.9)
     assert list(rows) == [1] and list(labels) == ["45"]
+
+
+def test_a_pseudo_run_reconciles_with_the_contests_runtime_keys(source, monkeypatch):
+    """The pseudo run's folder is checked with the contest's own ``RUNTIME_KEYS`` (keys that only say where to
+    read or cache may differ between re-runs), as ``train`` checks its run's."""
+    import common.pseudo as pseudo_module
+    from common.competition import DataConfig
+
+    class ToyData(DataConfig):
+        RUNTIME_KEYS = DataConfig.RUNTIME_KEYS | {"scratch_dir"}
+
+    monkeypatch.setattr(ToyCompetition, "data_config", ToyData)
+    seen = []
+    real = pseudo_module.open_session
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("data_runtime_keys", args[8] if len(args) > 8 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pseudo_module, "open_session", spy)
+    code, _, err = source("pseudo", "--run-dir", "runs/toy/lr", "--threshold", 0.8, "--quiet")
+    assert code == 0, err
+    assert seen == [ToyData.RUNTIME_KEYS]

@@ -265,6 +265,122 @@ def test_a_changed_test_file_is_repredicted_under_the_fold_locks(cli, tmp_path):
     assert "re-predicted the test probabilities of 3 trained fold model(s)" in "\n".join(out)
 
 
+def _reverse_test_file(data: Path) -> None:
+    test = pd.read_csv(data / "test.csv")
+    test.iloc[::-1].to_csv(data / "test.csv", index=False)  # same rows, reversed: same count, same size
+
+
+def _start_repredicting_holder(run: Path, seconds: float, record: Path | None = None) -> subprocess.Popen:
+    """Another process re-predicting ``run``'s test set (its turn and the fold locks held for ``seconds``), which
+    records ``record``'s fingerprint in run.json as the new test data before it lets go, when given."""
+    code = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from common.cli import REPREDICT_LOCK, lock_folds\n"
+        "from common.fingerprint import fingerprints\n"
+        "from common.locks import Lock\n"
+        "from common.store import RunStore\n"
+        f"store = RunStore({str(run)!r})\n"
+        "turn = Lock(store.path / REPREDICT_LOCK, 're-predict the test set').acquire()\n"
+        "folds = lock_folds(store, [0, 1, 2], 're-predict the test set with')\n"
+        "print('locked', flush=True)\n"
+        f"time.sleep({seconds})\n"
+        f"record = {str(record) if record else None!r}\n"
+        "if record:\n"
+        "    with store.run_lock('record the new test data'):\n"
+        "        inputs = store.read_manifest()['inputs']\n"
+        "        store.update_manifest(inputs={**inputs, 'test': fingerprints([Path(record)])})\n"
+        "for lock in folds:\n"
+        "    lock.release()\n"
+        "turn.release()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=subprocess_env(), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_a_fold_job_waits_for_another_processs_reprediction_instead_of_exiting_2(cli, tmp_path, recorded):
+    """``make -j5 folds`` after a test change: each job finds its fold complete and the test data changed; one
+    re-predicts while the others wait their turn (exit 0, not 2), then find the new test data recorded in run.json
+    and re-predict nothing (or, where the other process recorded nothing, re-predict it themselves)."""
+    run = tmp_path / "runs/lr"
+    assert train(cli, run)[0] == 0
+    _reverse_test_file(cli.data)
+    holder = _start_repredicting_holder(run, 2.0, cli.data / "test.csv" if recorded else None)
+    try:
+        code, out, err = train(cli, run, "toy_logreg", "--fold", 1)
+        assert holder.wait(timeout=60) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 0, err
+    text = "\n".join(out)
+    assert f"waiting for pid {holder.pid} on host {socket.gethostname()}" in text
+    assert ("re-predicted" in text) != recorded
+    if not recorded:
+        assert "re-predicted the test probabilities of 3 trained fold model(s)" in text
+    code, out, err = train(cli, run, "toy_logreg", "--fold", 2)  # recorded now either way
+    assert code == 0, err
+    assert "re-predicted" not in "\n".join(out) and "waiting" not in "\n".join(out)
+
+
+def test_parallel_fold_jobs_after_a_test_change_all_succeed_and_one_repredicts(cli, tmp_path):
+    run = tmp_path / "runs/lr"
+    assert train(cli, run)[0] == 0
+    _reverse_test_file(cli.data)
+    base = [sys.executable, "-m", "tests.common.toy", "train", "--model", "toy_logreg", "--data-dir",
+            str(cli.data), "--run-dir", str(run), "--folds", "3", "--quiet"]  # fmt: skip
+    jobs = [
+        subprocess.Popen(
+            [*base, "--fold", str(k)],
+            cwd=tmp_path,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]
+    outs = []
+    for job in jobs:
+        out, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err[-2000:]
+        outs.append(out)
+    assert sum("re-predicted the test probabilities of 3 trained fold model(s)" in out for out in outs) == 1
+    code, out, err = train(cli, run)
+    assert code == 0 and "re-predicted" not in "\n".join(out), err
+
+
+@pytest.mark.parametrize(("fold", "repredicted"), [("0", [1, 2]), ("all", None)])
+def test_folds_about_to_be_retrained_are_not_repredicted_first(cli, tmp_path, monkeypatch, fold, repredicted):
+    """``--force`` with a changed test file: the folds it retrains predict the new test data as they train; only
+    the other complete folds are re-predicted from their models."""
+    from common import cli as cli_module
+
+    run = tmp_path / "runs/lr"
+    assert train(cli, run)[0] == 0
+    _reverse_test_file(cli.data)
+    calls = []
+    real = cli_module.cv.repredict_test
+
+    def spy(store, folds, test, classes):
+        calls.append(list(folds))
+        return real(store, folds, test, classes)
+
+    monkeypatch.setattr(cli_module.cv, "repredict_test", spy)
+    code, out, err = train(cli, run, "toy_logreg", "--force", "--fold", fold)
+    assert code == 0, err
+    assert calls == ([repredicted] if repredicted else [])
+    text = "\n".join(out)
+    if repredicted:
+        assert "re-predicted the test probabilities of 2 trained fold model(s)" in text
+    else:
+        assert "re-predicted" not in text
+
+
 def test_other_params_while_a_run_trains_are_refused(cli, tmp_path):
     run = tmp_path / "runs/mlp"
     assert train(cli, run, "toy_mlp", "--set", "epochs=1", "--fold", 0)[0] == 0
