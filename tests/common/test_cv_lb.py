@@ -47,7 +47,10 @@ def test_boards_are_separate_and_small_boards_get_no_verdict():
 
 
 def test_the_latest_score_of_a_resubmitted_file_counts_once():
-    scores = _scores([0.8, 0.8, 0.9, 0.85], [0.7, 0.75, 0.88, 0.84]).assign(hash=["h", "h", "i", "j"])
+    runs = ["runs/c/r0", "runs/c/r0", "runs/c/r2", "runs/c/r3"]  # the same file of one run, uploaded twice
+    scores = _scores([0.8, 0.8, 0.9, 0.85], [0.7, 0.75, 0.88, 0.84], runs=runs).assign(
+        hash=["h", "h", "i", "j"]
+    )
     table = cv_lb_table(scores)
     assert len(table) == 3 and table.set_index("file").loc["s1.csv", "lb"] == pytest.approx(0.75)
 
