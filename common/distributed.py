@@ -50,8 +50,7 @@ def init_if_needed(device: torch.device) -> None:
     every rank."""
     if is_distributed() and not dist.is_initialized():
         if device.type == "cuda":
-            if device.index is None:
-                device = torch.device("cuda", local_rank())
+            device = resolve_device(str(device))  # the rank's own cuda:<LOCAL_RANK> when no index is given
             torch.cuda.set_device(device)
             dist.init_process_group(backend="nccl", device_id=device)
         else:

@@ -106,7 +106,8 @@ class TorchEstimator(BaseEstimator):
         """``{param: path}`` of the files or folders ``fit`` reads besides the data (a pretrained checkpoint). A run
         records their content fingerprints, and a re-run into it is refused (until ``--force``) once one of them
         changed, as for changed training data. Params named ``pretrained`` or ``pretrained_path`` count without
-        this hook (:func:`common.cli.model_input_paths`). Default: none."""
+        this hook (:func:`common.cli.model_input_paths`): BERT's ``pretrained`` folder, a street model's checkpoint.
+        Default: none."""
         return {}
 
     # ---- the estimator contract

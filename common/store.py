@@ -151,14 +151,19 @@ class RunStore:
             raise UserError(f"{self.path / CONFIG}: expected a mapping, got {type(config).__name__}")
         return config
 
+    def _read_record(self, name: str | Path, fields: dict) -> tuple[Path, dict | None]:
+        """A JSON object of the run folder (None when absent) whose ``fields`` are checked, and its path."""
+        path, record = self.path / name, self._read(name, "json")
+        if record is not None:
+            if not isinstance(record, dict):
+                raise UserError(f"{path}: expected a JSON object, got {type(record).__name__}")
+            _check_fields(path, record, fields)
+        return path, record
+
     def read_manifest(self) -> dict | None:
-        manifest = self._read(MANIFEST, "json")
+        path, manifest = self._read_record(MANIFEST, _MANIFEST_FIELDS)
         if manifest is None:
             return None
-        path = self.path / MANIFEST
-        if not isinstance(manifest, dict):
-            raise UserError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
-        _check_fields(path, manifest, _MANIFEST_FIELDS)
         _check(path, "git.commit", (manifest.get("git") or {}).get("commit"), (str, _NONE), "a commit hash")
         for kind, recorded in manifest.get("inputs", {}).items():
             _check(path, f"inputs.{kind}", recorded, (dict, type(None)), "an object of fingerprints")
@@ -183,16 +188,9 @@ class RunStore:
             raise UserError(f"{problem}; re-run it into a new --run-dir (or pass --force to retrain it here)")
 
     def read_fold_metrics(self, fold: int | str) -> dict | None:
-        metrics = self._read(self.fold_dir(fold).relative_to(self.path) / METRICS, "json")
-        if metrics is None:
-            return None
-        path = self.fold_dir(fold) / METRICS
-        if not isinstance(metrics, dict):
-            raise UserError(f"{path}: expected a JSON object, got {type(metrics).__name__}")
         # the refit on all rows (``full/``) has no score
         fields = _METRICS_FIELDS if fold == FULL else {**_METRICS_FIELDS, "score": _SCORE}
-        _check_fields(path, metrics, fields)
-        return metrics
+        return self._read_record(self.fold_dir(fold).relative_to(self.path) / METRICS, fields)[1]
 
     def is_complete(self, fold: int | str) -> bool:
         return (self.fold_dir(fold) / METRICS).is_file()
@@ -211,13 +209,9 @@ class RunStore:
             raise UserError(f"{path}: not a plain numpy array file ({str(exc)[:200]})") from None
 
     def read_cv(self) -> dict | None:
-        cv = self._read(CV, "json")
+        path, cv = self._read_record(CV, _CV_FIELDS)
         if cv is None:
             return None
-        path = self.path / CV
-        if not isinstance(cv, dict):
-            raise UserError(f"{path}: expected a JSON object, got {type(cv).__name__}")
-        _check_fields(path, cv, _CV_FIELDS)
         for i, score in enumerate(cv.get("fold_scores") or []):
             _check(path, f"fold_scores[{i}]", score, _NUMBER, "a number")
         for name, weight in (cv.get("weights") or {}).items():

@@ -59,8 +59,7 @@ def test_a_changed_test_file_repredicts_from_the_fold_models_without_retraining(
         for k, v in snapshot(run).items()
         if k.endswith(("estimator.json", "model.skops", "metrics.json"))
     }
-    test = pd.read_csv(cli.data / "test.csv")
-    test.iloc[::-1].to_csv(cli.data / "test.csv", index=False)  # same rows, reversed: same count, same size
+    _reverse_test_file(cli.data)
     code, out, err = train(cli, run)
     assert code == 0, err
     assert (
@@ -118,8 +117,8 @@ def test_a_changed_model_input_is_refused_until_forced(cli, tmp_path):
 
 
 def test_pretrained_checkpoints_of_the_contest_models_are_model_inputs():
-    """BERT names its pretrained folder through the ``input_paths`` hook; street's models a ``pretrained_path``
-    param, which counts without a hook."""
+    """BERT's ``pretrained`` folder and street's ``pretrained_path`` are params that count without an
+    ``input_paths`` hook."""
     import importlib
 
     from common.cli import model_input_paths
@@ -206,6 +205,15 @@ def test_yaml_tags_that_would_build_objects_are_refused(cli, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ 3. locks
+def _spawn_locked(code: str) -> subprocess.Popen:
+    """Run ``code`` in another process and return once it prints ``locked`` (it holds its locks then)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=subprocess_env(), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
 def _start_holder(run: Path, fold: int | str) -> subprocess.Popen:
     """Another process holding ``run``'s fold lock (as a training process does)."""
     code = (
@@ -215,11 +223,7 @@ def _start_holder(run: Path, fold: int | str) -> subprocess.Popen:
         "print('locked', flush=True)\n"
         "time.sleep(120)\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=subprocess_env(), stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
+    return _spawn_locked(code)
 
 
 def test_a_second_process_on_a_run_exits_2_naming_the_holder_and_a_killed_holder_blocks_nothing(
@@ -246,8 +250,7 @@ def test_a_changed_test_file_is_repredicted_under_the_fold_locks(cli, tmp_path):
     (``train --force --fold 1`` swapping its model files) is exit 2 naming it, and nothing is re-predicted."""
     run = tmp_path / "runs/lr"
     assert train(cli, run)[0] == 0
-    test = pd.read_csv(cli.data / "test.csv")
-    test.iloc[::-1].to_csv(cli.data / "test.csv", index=False)
+    _reverse_test_file(cli.data)
     predicted = {k: v for k, v in snapshot(run).items() if k.endswith(("test.npy", ".csv"))}
     holder = _start_holder(run, 1)
     try:
@@ -294,11 +297,7 @@ def _start_repredicting_holder(run: Path, seconds: float, record: Path | None = 
         "    lock.release()\n"
         "turn.release()\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=subprocess_env(), stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
+    return _spawn_locked(code)
 
 
 @pytest.mark.parametrize("recorded", [False, True])

@@ -264,10 +264,6 @@ class BertClassifier(BertClassifierConfig, TorchEstimator):
             "pooling": trial.suggest_categorical("pooling", ["cls", "attention"]),
         }
 
-    def input_paths(self) -> dict[str, str]:
-        """The pretrained directory: pretraining into it again changes what a fold is fine-tuned from."""
-        return {"pretrained": self.pretrained}
-
     def fit(self, X, y, X_valid=None, y_valid=None, *, work_dir=None, callbacks=()):
         tokenizer, self._encoder = load_pretrained(self.pretrained, self.dropout)
         if self.segment_len > self._encoder.config.max_position_embeddings:
