@@ -17,7 +17,7 @@ from common.fingerprint import changed, fingerprints
 from common.leaderboard import leaderboard
 from common.ledger import Ledger
 from common.runs import Run, Study, fold_scores, learning_curves
-from common.store import AdversarialStore
+from common.store import OOF, AdversarialStore
 
 TABLE_COLUMNS = ["rank", "model", "run", "status", "cv_score", "lb_score", "lb_board", "fold_mean", "fold_std",
                  "folds_done", "seconds", "key_params", "pseudo", "submission"]  # fmt: skip
@@ -63,7 +63,7 @@ def _has_runs(study: Study) -> bool:
 def _oof_run(study: Study, ndim: int) -> tuple[Run, np.ndarray, np.ndarray] | None:
     """The best complete run with merged OOF probabilities of ``ndim`` dimensions."""
     for run in study.complete_runs():
-        if (run.path / "oof.npy").is_file():
+        if (run.path / OOF).is_file():
             oof, ids = run.oof()
             if oof.ndim == ndim:
                 return run, oof, ids

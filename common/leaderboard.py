@@ -30,7 +30,7 @@ from common.atomic import atomic_path
 from common.errors import UserError
 from common.ledger import Ledger, run_key
 from common.runs import describe
-from common.store import BrokenRun, Run, broken_reason
+from common.store import SUBMISSION, BrokenRun, Run, broken_reason
 from common.store import find_runs as find_all_runs
 from common.trainer import TrainerConfig
 
@@ -127,7 +127,7 @@ def _row(
 ) -> dict:
     scores = run.fold_scores
     archived = archived_submission(run, submissions_root, written)
-    own = run.path / "submission.csv"
+    own = run.path / SUBMISSION
     submission = archived or (own if own.is_file() else None)
     done = "-" if run.is_blend else f"{len(run.fold_metrics)}/{run.n_folds}"
     status = "complete" if run.complete else "incomplete"

@@ -53,6 +53,7 @@ from common.config import (
 )
 from common.errors import UserError
 from common.metrics import Metric
+from common.store import BEST, LOG, RESUME
 
 #: transformers.get_scheduler names usable with a step-only loop (no metric-driven or extra-argument schedules)
 SCHEDULERS = (
@@ -282,7 +283,7 @@ class Trainer:
                 gen.set_state(state[f"{owner}_gen"])
 
     def _log(self, record: dict) -> None:
-        path = self._path("log.jsonl")
+        path = self._path(LOG)
         if path is None or not dist_utils.is_main_process():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -434,7 +435,7 @@ class _Run:
     def _checkpoint(self) -> None:
         self.state["seconds"] = self._elapsed()
         self.t._save(
-            "last.pt",
+            RESUME,
             {
                 "model": self.raw.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -450,7 +451,7 @@ class _Run:
         )
 
     def _resume(self) -> bool:
-        path = self.t._path("last.pt")
+        path = self.t._path(RESUME)
         if path is None or not path.exists():
             return False
         ckpt = self.t.load_checkpoint(path)
@@ -496,7 +497,7 @@ class _Run:
             self.best_weights = {
                 k: v.detach().to("cpu", copy=True) for k, v in eval_model.state_dict().items()
             }
-            self.t._save("best.pt", {"model": self.best_weights, "step": self.state["step"], "score": score})
+            self.t._save(BEST, {"model": self.best_weights, "step": self.state["step"], "score": score})
         else:
             self.state["bad_evals"] += 1
             if self.cfg.patience is not None and self.state["bad_evals"] >= self.cfg.patience:
@@ -512,7 +513,7 @@ class _Run:
         ):
             self._epoch(resume_mid_epoch=resumed and self.state["batch_in_epoch"] > 0)
             resumed = False
-        if self.best_weights is None and (best := self.t._path("best.pt")) is not None and best.exists():
+        if self.best_weights is None and (best := self.t._path(BEST)) is not None and best.exists():
             self.best_weights = self.t.load_checkpoint(best)["model"]
         if self.best_weights is not None:
             self.raw.load_state_dict(self.best_weights)

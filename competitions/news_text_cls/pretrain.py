@@ -43,6 +43,7 @@ from common.distributed import resolve_device
 from common.errors import UserError
 from common.metrics import Metric
 from common.seed import seed_everything
+from common.store import BEST, RESUME
 from common.trainer import Trainer, TrainerConfig
 from competitions.news_text_cls import tokenizer as tok
 from competitions.news_text_cls.data import TEST_FILES, TRAIN_FILE, read_test, read_train
@@ -209,7 +210,7 @@ def pretrain(
         return summary
     _save_dir(save, out / ".staging", into=out)
     write_json(out / "pretrain.json", summary)
-    for name in ("last.pt", "best.pt"):  # optimizer state is moot once the model is saved
+    for name in (RESUME, BEST):  # optimizer state is moot once the model is saved
         (ckpt_dir / name).unlink(missing_ok=True)
     say(f"pretrained model and tokenizer saved in {out}")
     return summary

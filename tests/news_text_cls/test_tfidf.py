@@ -49,6 +49,19 @@ def test_same_features_as_sklearn(texts, ngram_max, min_df, max_df):
         np.testing.assert_allclose(got.toarray(), theirs.transform(docs).toarray(), atol=1e-6)
 
 
+def test_transform_outgrows_a_missed_bound(texts):
+    """The matrix's arrays are reserved from a count of spaces; ids split by tabs make that count too low, and
+    the rows must still come out whole (the arrays grow) and equal to the space-separated ones."""
+    ours = IdNgramTfidf(ngram_max=2, min_df=1, chunk_docs=7).fit(texts[:200])
+    spaced = texts[:50]
+    tabbed = [t.replace(" ", "\t") for t in spaced]
+    want, got = ours.transform(spaced), ours.transform(tabbed)
+    assert got.nnz == want.nnz > 2 * len(spaced)  # far beyond the 2 entries per document reserved for them
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.data, want.data)
+
+
 def test_max_features_keeps_the_most_frequent_ngrams(texts):
     ours = IdNgramTfidf(ngram_max=2, max_features=2000).fit(texts)
     counts = CountVectorizer(token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2)).fit(texts)

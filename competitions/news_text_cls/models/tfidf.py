@@ -152,6 +152,12 @@ class IdNgramTfidf(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ transform
     def transform(self, X) -> sp.csr_matrix:
+        """The rows of ``X``, written chunk by chunk straight into the matrix's arrays.
+
+        Those arrays are reserved once at an upper bound of the entries (every n-gram occurrence) and shrunk in
+        place at the end: reserved pages that are never written cost no memory, so the peak is the matrix plus
+        one chunk, where collecting the chunks and joining them held two copies (and the allocator kept the
+        freed chunks, ~2x the matrix at the contest's size)."""
         check_is_fitted(self, "ngrams_")
         texts = as_texts(X)
         n_cols = len(self.ngrams_)
@@ -159,7 +165,12 @@ class IdNgramTfidf(TransformerMixin, BaseEstimator):
         key_dtype = np.int32 if chunk * n_cols < 2**31 else np.int64
         columns = _Columns(self.ngrams_, len(self.ids_) + 1)
         digits = _digit_table(self.ids_)
-        indices, data, row_nnz = [], [], []
+        bound = _occurrences(texts, self.ngram_max)
+        index_dtype = np.int32 if bound < 2**31 else np.int64
+        indices = np.empty(max(bound, 1), index_dtype)
+        data = np.empty(max(bound, 1), np.float32)
+        indptr = np.zeros(len(texts) + 1, np.int64)
+        at = 0
         for begin in range(0, len(texts), chunk):
             part = texts[begin : begin + chunk]
             keys = []
@@ -172,21 +183,32 @@ class IdNgramTfidf(TransformerMixin, BaseEstimator):
             key.sort()
             key, count = _runs(key)
             doc = key // n_cols
-            col = (key - doc * n_cols).astype(np.int32)
-            values = count.astype(np.float32)
+            if at + len(key) > len(data):  # only if the bound missed (ids split by other whitespace)
+                grow = max(at + len(key), 2 * len(data))
+                indices.resize(grow, refcheck=False)
+                data.resize(grow, refcheck=False)
+            values = data[at : at + len(key)]
+            values[:] = count
             if self.sublinear_tf:
                 np.log(values, out=values)
                 values += 1.0
+            col = indices[at : at + len(key)]
+            col[:] = key - doc * n_cols
             values *= self.idf_[col]
             norms = np.sqrt(
                 np.bincount(doc, weights=np.square(values, dtype=np.float64), minlength=len(part))
             )
             norms[norms == 0] = 1.0
             values /= norms.astype(np.float32)[doc]
-            indices.append(col)
-            data.append(values)
-            row_nnz.append(np.bincount(doc, minlength=len(part)))
-        return _csr(indices, data, row_nnz, n_cols)
+            indptr[begin + 1 : begin + len(part) + 1] = at + np.cumsum(np.bincount(doc, minlength=len(part)))
+            at += len(key)
+        indices.resize(max(at, 1), refcheck=False)  # realloc: the unwritten tail goes back, nothing is copied
+        data.resize(max(at, 1), refcheck=False)
+        matrix = sp.csr_matrix(
+            (data[:at], indices[:at], indptr.astype(index_dtype)), shape=(len(texts), n_cols), copy=False
+        )
+        matrix.has_sorted_indices = True
+        return matrix
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Each column's n-gram as TfidfVectorizer names it (its ids joined by spaces)."""
@@ -329,26 +351,11 @@ def _merge(codes, df, tf, new_codes, new_df, new_tf):
     )
 
 
-def _csr(indices: list, data: list, row_nnz: list, n_cols: int) -> sp.csr_matrix:
-    """One CSR matrix from per-chunk rows, copied piece by piece so the pieces and the result never all coexist."""
-    counts = np.concatenate(row_nnz) if row_nnz else np.zeros(0, np.int64)
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    nnz = int(indptr[-1])
-    index_dtype = np.int32 if nnz < 2**31 else np.int64
-    out_indices = np.empty(nnz, index_dtype)
-    out_data = np.empty(nnz, np.float32)
-    at = 0
-    indices.reverse()
-    data.reverse()
-    while indices:
-        part_indices, part_data = indices.pop(), data.pop()
-        out_indices[at : at + len(part_indices)] = part_indices
-        out_data[at : at + len(part_data)] = part_data
-        at += len(part_indices)
-        del part_indices, part_data
-    matrix = sp.csr_matrix((out_data, out_indices, indptr.astype(index_dtype)), shape=(len(counts), n_cols))
-    matrix.has_sorted_indices = True
-    return matrix
+def _occurrences(texts, ngram_max: int) -> int:
+    """How many n-grams (n = 1..``ngram_max``) ``texts`` hold: an upper bound of their TF-IDF matrix's entries."""
+    lengths = np.fromiter((t.count(" ") + 1 if t.strip() else 0 for t in texts), np.int64, count=len(texts))
+    n = np.arange(1, ngram_max + 1)
+    return int(np.maximum(lengths[:, None] - n + 1, 0).sum()) if len(lengths) else 0
 
 
 # ------------------------------------------------------------------------------------------------ the model
