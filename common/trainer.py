@@ -64,6 +64,7 @@ SCHEDULERS = (
     "constant",
     "constant_with_warmup",
     "inverse_sqrt",
+    "warmup_stable_decay",
 )
 #: a validation that tracks the loss instead of a metric
 LOSS = Metric("loss", lambda y, s: float("nan"), greater_is_better=False)
@@ -97,6 +98,9 @@ class TrainerConfig(ConfigBase):
     weight_decay: NonNegativeFloat = 0.0
     scheduler: Literal[SCHEDULERS] = "cosine"
     warmup_ratio: Fraction = 0.0
+    #: warmup_stable_decay: the share of the steps, at the end, over which the lr decays (cosine) to 0 after
+    #: holding its peak since the warmup (at most what the warmup leaves)
+    decay_ratio: Fraction = 0.2
     grad_accum: PositiveInt = 1
     clip_grad: PositiveFloat | None = 1.0
     #: auto: bf16 on CUDA, off on CPU
@@ -191,10 +195,17 @@ class Trainer:
     def _scheduler(self, optimizer, total_steps: int):
         from transformers import get_scheduler
 
-        warmup = int(round(self.config.warmup_ratio * total_steps))
+        cfg = self.config
+        warmup = int(round(cfg.warmup_ratio * total_steps))
+        extra = {}
+        if cfg.scheduler == "warmup_stable_decay":
+            extra = {
+                "num_decay_steps": int(round(min(cfg.decay_ratio, 1.0 - cfg.warmup_ratio) * total_steps))
+            }
         return get_scheduler(
-            self.config.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=max(total_steps, 1)
-        )
+            cfg.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=max(total_steps, 1),
+            scheduler_specific_kwargs=extra,
+        )  # fmt: skip
 
     @staticmethod
     def _sharded(loader: DataLoader, drop_uneven: bool) -> DataLoader:

@@ -38,6 +38,7 @@ MODELS = {
                 "num_filters=64",
                 "batch_size=32",
                 "dropout=0.5",
+                "valid_size=0.1",
             ],
         ),
     ],

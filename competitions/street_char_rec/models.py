@@ -58,6 +58,7 @@ class StreetConfig(DeepConfig):
     aug_rotate: Annotated[float, Field(ge=0, le=90)] = 8.0
     aug_scale: Fraction = 0.1
     aug_shift: Fraction = 0.05
+    aug_shear: Annotated[float, Field(ge=0, le=45)] = 5.0  # degrees, +-, horizontal
     aug_color: NonNegativeFloat = 0.3
     aug_blur_p: Probability = 0.2
     aug_noise_p: Probability = 0.2
@@ -141,6 +142,7 @@ class StreetEstimator(TorchEstimator):
             rotate=self.aug_rotate,
             scale=self.aug_scale,
             shift=self.aug_shift,
+            shear=self.aug_shear,
             color=self.aug_color,
             blur_p=self.aug_blur_p,
             noise_p=self.aug_noise_p,
