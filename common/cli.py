@@ -34,7 +34,7 @@ from common.errors import UserError
 from common.fingerprint import changed, fingerprints
 from common.folds import data_fingerprint, get_folds
 from common.locks import Lock
-from common.registry import create_model, get_model_entry, list_models, namespace
+from common.registry import create_model, default_config, get_model_entry, list_models, namespace
 from common.store import FULL, RunStore, device_description, flat_params, new_manifest, open_run
 from common.trainer import TrainerConfig
 
@@ -205,11 +205,13 @@ def reconcile(
     force: bool,
     data_defaults: dict | None = None,
     data_runtime_keys: Collection[str] = DataConfig.RUNTIME_KEYS,
+    param_defaults: dict | None = None,
 ) -> Reuse:
     """Check that ``store`` may hold this run (same competition and model; same params, folds and training data
     unless ``force``, which asks for it to be cleared). A data key the stored config lacks (added to the code
     since) counts as its default from ``data_defaults``; the ``data_runtime_keys`` (the contest's
-    ``DataConfig.RUNTIME_KEYS``: where to read or cache) may differ. Called under the run lock; writes nothing."""
+    ``DataConfig.RUNTIME_KEYS``: where to read or cache) may differ; a param the stored config lacks counts as
+    its default from ``param_defaults`` (the model's own). Called under the run lock; writes nothing."""
     problem = store.layout_problem()
     if problem:
         if not force:
@@ -232,7 +234,7 @@ def reconcile(
         config.get("data"), data_runtime_keys
     ):
         changed_keys = sorted([*changed_keys, "data"])
-    if _computed(old.get("params") or {}) != _computed(config["params"]):
+    if _computed(_with_defaults(old.get("params") or {}, param_defaults)) != _computed(config["params"]):
         changed_keys.append("params")
     data_changed = changed(recorded.get("train") or {}, inputs["train"])
     # a run recorded before model inputs were fingerprinted has nothing to compare them with
@@ -280,6 +282,11 @@ def _trained_data(data, runtime_keys: Collection[str]):
     if not isinstance(data, dict):
         return data
     return {k: v for k, v in data.items() if k not in runtime_keys}
+
+
+def _with_defaults(params: dict, defaults: dict | None) -> dict:
+    """Stored params, flat, where a key they lack (added to the model since) counts as its current default."""
+    return {**flat_params(defaults or {}), **flat_params(params)}
 
 
 def _computed(params: dict) -> dict:
@@ -519,7 +526,12 @@ def open_session(
         return Session(reuse, locks)
     store.prepare()
     with store.run_lock("write the run's config"):
-        reuse = reconcile(store, config, inputs, force, data_defaults, data_runtime_keys)
+        defaults = (
+            default_config(model.model_name, where=type(model).__module__)
+            if hasattr(model, "model_name")
+            else None
+        )
+        reuse = reconcile(store, config, inputs, force, data_defaults, data_runtime_keys, defaults)
         pending = [k for k in targets if force or reuse.clear or not store.is_complete(k)]
         locks = dict(zip(pending, lock_folds(store, pending), strict=True))
         if reuse.clear:

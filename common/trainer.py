@@ -199,9 +199,8 @@ class Trainer:
         warmup = int(round(cfg.warmup_ratio * total_steps))
         extra = {}
         if cfg.scheduler == "warmup_stable_decay":
-            extra = {
-                "num_decay_steps": int(round(min(cfg.decay_ratio, 1.0 - cfg.warmup_ratio) * total_steps))
-            }
+            # rounded after the warm-up's steps, so the two never add up to more than the run
+            extra = {"num_decay_steps": min(int(round(cfg.decay_ratio * total_steps)), total_steps - warmup)}
         return get_scheduler(
             cfg.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=max(total_steps, 1),
             scheduler_specific_kwargs=extra,

@@ -149,6 +149,22 @@ def test_changed_params_on_an_existing_run(cli, tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text())["params"]["C"] == 0.5
 
 
+def test_a_param_added_since_the_run_counts_as_its_default(cli, tmp_path):
+    """A run written before a model gained a key (its config.yaml lacks it) goes on as the same params: the key
+    counts as its default. A stored value other than the default is still a change."""
+    run = tmp_path / "runs/older"
+    assert _train(cli, run, "toy_mlp", *FAST_MLP, "--fold", 0)[0] == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["params"]["trainer"]["decay_ratio"]
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    code, _, err = _train(cli, run, "toy_mlp", *FAST_MLP, "--fold", 1)
+    assert code == 0, err
+    config["params"]["trainer"]["decay_ratio"] = 0.5
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    code, _, err = _train(cli, run, "toy_mlp", *FAST_MLP, "--fold", 2)
+    assert code == 2 and "other params" in err and "decay_ratio" in err
+
+
 def test_changed_params_with_a_crashed_fold_is_refused(cli, tmp_path):
     """A fold's resume checkpoint from other params must not be resumed with new ones."""
     run = tmp_path / "runs/mlp"

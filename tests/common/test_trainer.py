@@ -305,6 +305,20 @@ def test_warmup_stable_decay_holds_the_peak_then_decays_over_the_last_share(warm
     assert lrs[-1] < 0.01
 
 
+@pytest.mark.parametrize(("steps", "warmup", "decay"), [(5, 0.3, 0.7), (7, 0.5, 0.5), (3, 0.0, 0.5)])
+def test_warmup_stable_decay_reaches_its_peak_on_short_runs(steps, warmup, decay):
+    """Warm-up and decay steps are rounded separately; together they must still fit the run."""
+    trainer = Trainer(_cfg(lr=1.0, scheduler="warmup_stable_decay", warmup_ratio=warmup, decay_ratio=decay))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = trainer._scheduler(opt, steps)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert max(lrs) == 1.0
+
+
 def test_a_planted_pickle_checkpoint_is_refused_and_never_run(tmp_path):
     """``last.pt`` is read with ``weights_only=True``: a pickle that would run code is an error naming the file."""
     import os

@@ -204,8 +204,10 @@ class IdNgramTfidf(TransformerMixin, BaseEstimator):
             at += len(key)
         indices.resize(max(at, 1), refcheck=False)  # realloc: the unwritten tail goes back, nothing is copied
         data.resize(max(at, 1), refcheck=False)
+        if at >= 2**31 and indices.dtype == np.int32:  # grown past the bound and past int32 (tab-split ids)
+            indices = indices.astype(np.int64)
         matrix = sp.csr_matrix(
-            (data[:at], indices[:at], indptr.astype(index_dtype)), shape=(len(texts), n_cols), copy=False
+            (data[:at], indices[:at], indptr.astype(indices.dtype)), shape=(len(texts), n_cols), copy=False
         )
         matrix.has_sorted_indices = True
         return matrix
