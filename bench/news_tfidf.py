@@ -149,9 +149,8 @@ def main(argv=None) -> None:
         cmd += ["--folds", str(args.folds), "--seed", str(args.seed)]
         cmd += [f"--set={item}" for item in args.set]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if (
-            proc.returncode != 0
-        ):  # e.g. killed for memory: say so, go on with the other methods, fail at the end
+        # e.g. killed for memory: say so, go on with the other methods, fail at the end
+        if proc.returncode != 0:
             print(json.dumps({"figure": "news_tfidf", "method": method, "error": f"exit {proc.returncode}"}))
             failed.append(method)
             continue

@@ -163,8 +163,6 @@ def apply_folds_from(competition: Competition, data: TrainData, test, data_cfg) 
 
 #: params that name a file or folder a model reads besides the data (a pretrained checkpoint), whatever the model
 MODEL_INPUT_PARAMS = ("pretrained", "pretrained_path")
-#: held (in the run folder) while a process re-predicts the run's test set: the others wait their turn
-REPREDICT_LOCK = ".repredict.lock"
 
 
 def model_input_paths(model) -> dict[str, str]:
@@ -222,6 +220,8 @@ def reconcile(
         return Reuse([], None)
     if data_defaults and isinstance(old.get("data"), dict):
         old = {**old, "data": {**data_defaults, **old["data"]}}
+    if param_defaults and isinstance(old.get("params"), dict):
+        old = {**old, "params": {**flat_params(param_defaults), **flat_params(old["params"])}}
     for key in ("competition", "model"):
         if old.get(key) != config[key]:
             raise UserError(
@@ -234,7 +234,7 @@ def reconcile(
         config.get("data"), data_runtime_keys
     ):
         changed_keys = sorted([*changed_keys, "data"])
-    if _computed(_with_defaults(old.get("params") or {}, param_defaults)) != _computed(config["params"]):
+    if _computed(old.get("params") or {}) != _computed(config["params"]):
         changed_keys.append("params")
     data_changed = changed(recorded.get("train") or {}, inputs["train"])
     # a run recorded before model inputs were fingerprinted has nothing to compare them with
@@ -282,11 +282,6 @@ def _trained_data(data, runtime_keys: Collection[str]):
     if not isinstance(data, dict):
         return data
     return {k: v for k, v in data.items() if k not in runtime_keys}
-
-
-def _with_defaults(params: dict, defaults: dict | None) -> dict:
-    """Stored params, flat, where a key they lack (added to the model since) counts as its current default."""
-    return {**flat_params(defaults or {}), **flat_params(params)}
 
 
 def _computed(params: dict) -> dict:
@@ -467,7 +462,7 @@ def repredict_changed_test(
 
 def _wait_for_repredictions(store: RunStore) -> Lock:
     """The run's re-prediction lock, waited for (saying so) while another process re-predicts its test set."""
-    lock = Lock(store.path / REPREDICT_LOCK, f"re-predict the test set of {store.path}")
+    lock = store.repredict_lock()
     try:
         return lock.acquire(timeout=0)
     except UserError:

@@ -10,6 +10,7 @@ Layout of ``runs/<competition>/<run>/`` (schema :data:`SCHEMA`)::
     full/               the same for the refit on every labelled row (``--fold full``)
     oof.npy, oof_ids.npy, test.npy, cv.json, submission.csv, submission-full.csv     after all folds
     .run.lock, .fold<k>.lock                                                            held while writing / training
+    .repredict.lock                                        held while a process re-predicts the test set
 
 and of ``runs/<competition>/adversarial/`` (:class:`AdversarialStore`, written by :mod:`common.adversarial`)::
 
@@ -50,7 +51,7 @@ CONFIG, MANIFEST, CV = "config.yaml", "run.json", "cv.json"
 OOF, OOF_IDS, TEST = "oof.npy", "oof_ids.npy", "test.npy"
 SUBMISSION, SUBMISSION_FULL = "submission.csv", "submission-full.csv"
 METRICS, LOG, RESUME, BEST = "metrics.json", "log.jsonl", "last.pt", "best.pt"
-RUN_LOCK = ".run.lock"
+RUN_LOCK, REPREDICT_LOCK = ".run.lock", ".repredict.lock"
 FULL = "full"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VERSIONED = ("torch", "numpy", "scikit-learn", "timm", "transformers", "optuna", "albumentations")
@@ -240,6 +241,10 @@ class RunStore:
     def run_lock(self, what: str, timeout: float = 300.0) -> Lock:
         """The short lock around run-level files (config, manifest, merged outputs)."""
         return Lock(self.path / RUN_LOCK, f"{what} ({self.path})", timeout=timeout)
+
+    def repredict_lock(self) -> Lock:
+        """Held while a process re-predicts the run's test set, so re-predictions of one run take turns."""
+        return Lock(self.path / REPREDICT_LOCK, f"re-predict the test set of {self.path}")
 
     def fold_lock(self, fold: int | str, doing: str = "train") -> Lock:
         """Held while a fold (or the refit) trains, or while its model re-predicts the test set (``doing`` says

@@ -355,7 +355,7 @@ def _merge(codes, df, tf, new_codes, new_df, new_tf):
 
 def _occurrences(texts, ngram_max: int) -> int:
     """How many n-grams (n = 1..``ngram_max``) ``texts`` hold: an upper bound of their TF-IDF matrix's entries."""
-    lengths = np.fromiter((t.count(" ") + 1 if t.strip() else 0 for t in texts), np.int64, count=len(texts))
+    lengths = np.fromiter((t.count(" ") + 1 if t else 0 for t in texts), np.int64, count=len(texts))
     n = np.arange(1, ngram_max + 1)
     return int(np.maximum(lengths[:, None] - n + 1, 0).sum()) if len(lengths) else 0
 
