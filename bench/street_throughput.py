@@ -34,7 +34,7 @@ from common.registry import create_model
 from common.trainer import Trainer
 from competitions.street_char_rec import labels as codec
 from competitions.street_char_rec import models  # noqa: F401  (registers the models)
-from competitions.street_char_rec.cache import Resize, cached_images
+from competitions.street_char_rec.cache import cached_images
 from competitions.street_char_rec.competition import StreetCompetition
 from competitions.street_char_rec.synth import write_dataset
 
@@ -141,7 +141,7 @@ def main(argv=None) -> None:
         cache_dir = Path(tmp) / "cache"
         X.cache_dir = cache_dir
         t0 = time.perf_counter()
-        cached_images([Path(q) for q in X.paths], Resize(args.img_h, args.img_w), cache_dir, X.name)
+        cached_images([Path(q) for q in X.paths], model._resize(), cache_dir, X.name)  # the one it reads
         build = time.perf_counter() - t0
         print(json.dumps({"figure": "cache_build", "images_per_s": round(len(X.paths) / build, 1), **common}))
 
