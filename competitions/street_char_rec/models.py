@@ -247,8 +247,9 @@ class ResNetConfig(StreetConfig):
     # until it learns where the digits are, then takes off; everything below is chosen to make that happen
     # early. Measured on the 6,000-image street bench (bench/street_models.py, README): the tutorial's light
     # augmentation on stretched images, Adam at 1e-3 without weight decay or clipping, no zero-init, global
-    # pooling reproduced the tutorial's run; batch 32 (a quarter more steps per epoch than its 40) with the peak
-    # lr held until a decay over the last 20% of the steps (both in one run) took off 1-2 epochs earlier.
+    # pooling reproduced the tutorial's run; batch 32 (a quarter more steps per epoch than its 40), a 5% warm-up
+    # and the peak lr held until a decay over the last 20% of the steps (all in one run) took off 1-2 epochs
+    # earlier.
     keep_aspect: bool = False
     aug_rotate: Annotated[float, Field(ge=0, le=90)] = 10.0
     aug_scale: Fraction = 0.0
