@@ -44,6 +44,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 Side = Annotated[int, Field(ge=8, le=1024)]
+Rotation = Annotated[float, Field(ge=0, le=90)]  # degrees, +-
+Shear = Annotated[float, Field(ge=0, le=45)]  # degrees, +-, horizontal
 
 
 @dataclass
@@ -55,10 +57,10 @@ class StreetConfig(DeepConfig):
     keep_aspect: bool = True  # resize keeping the aspect ratio (border-replicated padding) or stretch
     max_chars: PositiveInt = 6
     aug: bool = True
-    aug_rotate: Annotated[float, Field(ge=0, le=90)] = 8.0
+    aug_rotate: Rotation = 8.0
     aug_scale: Fraction = 0.1
     aug_shift: Fraction = 0.05
-    aug_shear: Annotated[float, Field(ge=0, le=45)] = 5.0  # degrees, +-, horizontal
+    aug_shear: Shear = 5.0
     aug_color: NonNegativeFloat = 0.3
     aug_blur_p: Probability = 0.2
     aug_noise_p: Probability = 0.2
@@ -251,10 +253,10 @@ class ResNetConfig(StreetConfig):
     # and the peak lr held until a decay over the last 20% of the steps (all in one run) took off 1-2 epochs
     # earlier.
     keep_aspect: bool = False
-    aug_rotate: Annotated[float, Field(ge=0, le=90)] = 10.0
+    aug_rotate: Rotation = 10.0
     aug_scale: Fraction = 0.0
     aug_shift: Fraction = 0.03
-    aug_shear: Annotated[float, Field(ge=0, le=45)] = 0.0
+    aug_shear: Shear = 0.0
     aug_blur_p: Probability = 0.0
     aug_noise_p: Probability = 0.0
     aug_dropout_p: Probability = 0.0

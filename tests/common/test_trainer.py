@@ -287,18 +287,24 @@ def test_max_steps_stops_and_spans_the_schedule():
     assert trainer.history[-1]["lr"] == 0.0  # the linear schedule ends at max_steps
 
 
+def _wsd_lrs(warmup: float, decay: float, steps: int) -> list[float]:
+    """The lr of each step of a ``warmup_stable_decay`` schedule peaking at 1.0 over ``steps`` steps."""
+    trainer = Trainer(_cfg(lr=1.0, scheduler="warmup_stable_decay", warmup_ratio=warmup, decay_ratio=decay))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = trainer._scheduler(opt, steps)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    return lrs
+
+
 @pytest.mark.parametrize(("warmup", "decay", "flat_until"), [(0.1, 0.2, 80), (0.5, 0.8, 50)])
 def test_warmup_stable_decay_holds_the_peak_then_decays_over_the_last_share(warmup, decay, flat_until):
     """Warm-up, the peak held, then a decay over the last ``decay_ratio`` of the steps (never more than the warm-up
     leaves, so the schedule still ends at 0 when the two shares add up to more than 1)."""
-    trainer = Trainer(_cfg(lr=1.0, scheduler="warmup_stable_decay", warmup_ratio=warmup, decay_ratio=decay))
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = trainer._scheduler(opt, 100)
-    lrs = []
-    for _ in range(100):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        schedule.step()
+    lrs = _wsd_lrs(warmup, decay, 100)
     start = int(warmup * 100)
     assert lrs[start // 2] < 1.0 and all(lr == 1.0 for lr in lrs[start:flat_until])
     assert all(a > b for a, b in zip(lrs[flat_until:], lrs[flat_until + 1 :], strict=False))
@@ -308,14 +314,7 @@ def test_warmup_stable_decay_holds_the_peak_then_decays_over_the_last_share(warm
 @pytest.mark.parametrize(("steps", "warmup", "decay"), [(5, 0.3, 0.7), (7, 0.5, 0.5), (3, 0.0, 0.5)])
 def test_warmup_stable_decay_reaches_its_peak_on_short_runs(steps, warmup, decay):
     """Warm-up and decay steps are rounded separately; together they must still fit the run."""
-    trainer = Trainer(_cfg(lr=1.0, scheduler="warmup_stable_decay", warmup_ratio=warmup, decay_ratio=decay))
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = trainer._scheduler(opt, steps)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        schedule.step()
+    lrs = _wsd_lrs(warmup, decay, steps)
     assert max(lrs) == 1.0
 
 
