@@ -241,17 +241,16 @@ class StreetCNN(CNNConfig, StreetEstimator):
 
 
 @dataclass
-class ResNetConfig(StreetConfig):
-    backbone: str = "resnet18"  # any timm model name
-    pretrained_path: str | None = None  # a local checkpoint (state dict) for the backbone; never downloaded
-    dropout: Fraction = 0.0
-    # A from-scratch ResNet on a short budget sits on a plateau (it predicts the commonest lengths and digits)
-    # until it learns where the digits are, then takes off; everything below is chosen to make that happen
-    # early. Measured on the 6,000-image street bench (bench/street_models.py, README): the tutorial's light
-    # augmentation on stretched images, Adam at 1e-3 without weight decay or clipping, no zero-init, global
-    # pooling reproduced the tutorial's run; batch 32 (a quarter more steps per epoch than its 40), a 5% warm-up
-    # and the peak lr held until a decay over the last 20% of the steps (all in one run) took off 1-2 epochs
-    # earlier.
+class TakeOffConfig(StreetConfig):
+    """The short-budget recipe shared by the models on a from-scratch timm backbone (``resnet``, ``crnn``).
+
+    Such a model sits on a plateau (it predicts the commonest lengths and digits) until it learns where the digits
+    are, then takes off; everything below is chosen to make that happen early. Measured on the 6,000-image street
+    bench (bench/street_models.py, README) with the resnet: the tutorial's light augmentation on stretched images,
+    Adam at 1e-3 without weight decay or clipping reproduced the tutorial's run; batch 32 (a quarter more steps per
+    epoch than its 40), a 5% warm-up and the peak lr held until a decay over the last 20% of the steps (all in one
+    run) took off 1-2 epochs earlier. The crnn on a resnet18 took off with the same settings (demo data)."""
+
     keep_aspect: bool = False
     aug_rotate: Rotation = 10.0
     aug_scale: Fraction = 0.0
@@ -272,6 +271,14 @@ class ResNetConfig(StreetConfig):
         clip_grad=None,
         valid_size=0.0,
     )
+
+
+@dataclass
+class ResNetConfig(TakeOffConfig):
+    backbone: str = "resnet18"  # any timm model name
+    pretrained_path: str | None = None  # a local checkpoint (state dict) for the backbone; never downloaded
+    dropout: Fraction = 0.0
+    # global pooling and no zero-init: with the rest of the take-off recipe they reproduced the tutorial's run
     columns: PositiveInt = 1  # width bins of the pooled feature map (1 = global average pooling)
     #: timm's zero init of each residual block's last norm weight (backbones without the option ignore it)
     zero_init_last: bool = False

@@ -85,7 +85,7 @@ def test_bf16_bert_fold_after_a_cuda_mlm_pretraining(news, tmp_path):
 STREET_GPU = {
     "cnn": {"width": 16},
     "resnet": {"backbone": "resnet18"},
-    "crnn": {"width": 16},
+    "crnn": {"backbone": "small", "width": 16},
     "detector": {"width": 16, "tta": 1},
 }
 

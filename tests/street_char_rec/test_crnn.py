@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+from common.errors import UserError
 from common.registry import create_model
 from competitions.street_char_rec import models  # noqa: F401  (registers the models)
 from competitions.street_char_rec.competition import StreetCompetition
@@ -115,6 +116,7 @@ def test_predict_is_the_decode_of_predict_proba_with_tta_and_a_timm_backbone(str
         "img_h": 32,
         "img_w": 64,
         "backbone": "test_resnet",
+        "col_stride": 8,
         "hidden": 16,
         "seq": "conv",
         "tta": 1,
@@ -125,3 +127,9 @@ def test_predict_is_the_decode_of_predict_proba_with_tta_and_a_timm_backbone(str
         proba = model.predict_proba(X)
         assert proba.shape == (12, 6, 11)
         assert comp.predictions(proba).tolist() == model.predict(X).tolist()
+
+
+def test_an_odd_hidden_size_is_refused_when_the_model_is_built():
+    """The residual BiLSTM adds its two directions' halves back onto the frame features."""
+    with pytest.raises(UserError, match="hidden: Input should be a multiple of 2"):
+        create_model("crnn", hidden=3)
