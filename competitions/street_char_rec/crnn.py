@@ -166,7 +166,9 @@ class CTCReader(nn.Module):
         self.proj = nn.Linear(features.channels[-1], hidden)
         self.seq_kind = seq
         if seq == "lstm":
-            self.seq = nn.LSTM(
+            # residual (added back onto its input), so named apart from the plain BiLSTM stored earlier as
+            # ``seq``: such weights are refused on loading rather than read into a different network
+            self.rnn = nn.LSTM(
                 hidden,
                 hidden // 2,
                 num_layers=layers,
@@ -191,7 +193,7 @@ class CTCReader(nn.Module):
         columns = self.features(x)[-1].mean(2).transpose(1, 2)  # N x T x C: each column's features
         h = self.proj(columns)
         if self.seq_kind == "lstm":
-            h = h + self.seq(h)[0]  # residual: the frame's own features reach the head directly
+            h = h + self.rnn(h)[0]  # the frame's own features reach the head directly
         else:
             h = self.seq(h.transpose(1, 2)).transpose(1, 2)
         logits = self.head(self.dropout(h))
@@ -211,7 +213,7 @@ class CTCReader(nn.Module):
 @dataclass
 class CRNNConfig(TakeOffConfig):
     # a resnet18's stride-16 level read by 1-D convolutions took off in 10 epochs on the demo data; the small CNN
-    # at stride 8 and BiLSTMs stayed on the plateau there (README)
+    # at stride 8 and a plain BiLSTM stayed on the plateau there, a residual BiLSTM took off later (README)
     backbone: str = "resnet18"  # any timm model name, or "small" (a small CNN from scratch)
     pretrained_path: str | None = None  # a local checkpoint of a timm backbone; never downloaded
     width: PositiveInt = 32  # channels of the small CNN's first block (doubled twice)

@@ -85,7 +85,7 @@ def test_bf16_bert_fold_after_a_cuda_mlm_pretraining(news, tmp_path):
 STREET_GPU = {
     "cnn": {"width": 16},
     "resnet": {"backbone": "resnet18"},
-    "crnn": {"backbone": "small", "width": 16},
+    "crnn": {"backbone": "small", "col_stride": 8, "width": 16, "seq": "lstm"},
     "detector": {"width": 16, "tta": 1},
 }
 
@@ -108,7 +108,7 @@ def test_resnet_channels_last_and_compile(street, tmp_path):
 @pytest.mark.parametrize(
     "name, extra",
     [
-        ("crnn", {"backbone": "resnet18", "decode": "beam"}),
+        ("crnn", {"col_stride": 8, "decode": "beam"}),  # the default resnet18, 8 frames of a 64-pixel width
         ("detector", {"backbone": "resnet18", "arch": "retinanet", "min_stride": 8}),
     ],
 )

@@ -15,8 +15,8 @@ TINY = {"img_h": 16, "img_w": 32, "epochs": 1, "batch_size": 16, "num_workers": 
 TINY_BY_MODEL = {
     "cnn": {"width": 8},
     "resnet": {"backbone": "resnet18"},
-    # the small CNN and the (residual) BiLSTM, 8 CTC frames on a 32-pixel-wide image; the default resnet18 and
-    # 1-D convolutions are covered by test_crnn and test_decoders_cli
+    # the small CNN and the residual BiLSTM, 8 CTC frames on a 32-pixel-wide image (1-D convolutions: test_crnn,
+    # test_decoders_cli; the default resnet18 at stride 16: test_crnn)
     "crnn": {"backbone": "small", "width": 8, "seq": "lstm", "hidden": 16, "col_stride": 4},
     "detector": {"width": 8, "fpn_channels": 32, "head_convs": 1, "levels": 2},
 }

@@ -4,12 +4,19 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from common.errors import UserError
 from common.registry import create_model
 from competitions.street_char_rec import models  # noqa: F401  (registers the models)
 from competitions.street_char_rec.competition import StreetCompetition
-from competitions.street_char_rec.crnn import beam_search, decode_frames, frames_needed, greedy_path
+from competitions.street_char_rec.crnn import (
+    beam_search,
+    decode_frames,
+    frames_needed,
+    greedy_path,
+    normalise,
+)
 from competitions.street_char_rec.labels import BLANK, decode_scores
 
 from .conftest import TINY, TINY_BY_MODEL
@@ -133,3 +140,24 @@ def test_an_odd_hidden_size_is_refused_when_the_model_is_built():
     """The residual BiLSTM adds its two directions' halves back onto the frame features."""
     with pytest.raises(UserError, match="hidden: Input should be a multiple of 2"):
         create_model("crnn", hidden=3)
+
+
+def test_the_default_reads_eight_frames_of_a_resnet18_at_stride_16():
+    model = create_model("crnn")
+    module = model._build_module()
+    assert model.columns() == 8  # a 128-pixel-wide image at col_stride 16
+    assert module.features.strides == [16] and module.features.channels == [256]  # resnet18's layer3
+
+
+def test_the_bilstm_is_added_back_onto_its_input():
+    """With the BiLSTM silenced (all weights zero: it outputs zeros), each frame still reads its own features."""
+    module = create_model("crnn", backbone="small", width=8, seq="lstm", hidden=16, img_h=32, img_w=64)
+    module = module._build_module().eval()
+    with torch.no_grad():
+        for p in module.rnn.parameters():
+            p.zero_()
+        images = torch.randint(0, 256, (2, 32, 64, 3), dtype=torch.uint8)
+        logits = module({"images": images})["logits"]
+        features = module.features(normalise(images, module.mean, module.std))[-1].mean(2).transpose(1, 2)
+        torch.testing.assert_close(logits, module.head(module.proj(features)))
+    assert logits.std(1).min() > 0  # frames differ: not the head's bias alone

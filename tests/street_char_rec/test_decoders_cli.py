@@ -19,7 +19,7 @@ from .conftest import TINY, TINY_BY_MODEL
 SIZE = ["img_h=32", "img_w=64", "epochs=1", "batch_size=16"]
 MODEL_SET = {
     "cnn": ["width=8"],
-    "crnn": ["backbone=small", "width=8", "hidden=16", "decode=beam", "beam_width=4"],
+    "crnn": ["backbone=small", "col_stride=8", "width=8", "hidden=16", "decode=beam", "beam_width=4"],
     "detector": ["width=8", "fpn_channels=32", "head_convs=1", "levels=2"],
 }
 
