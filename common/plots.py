@@ -54,26 +54,40 @@ def cv_by_run(board: pd.DataFrame, folds: pd.DataFrame, metric: str) -> Figure:
     return fig
 
 
+#: the score panel's note when no run kept an inner holdout
+NO_HOLDOUT = "no inner holdout in these runs\n(valid_size=0: every training row is trained on)"
+
+
 def learning_curves(curves: pd.DataFrame) -> Figure:
-    """Validation score and train/valid loss by epoch, one colour per run (mean over folds)."""
+    """Validation score and train/valid loss by epoch, one colour per run (mean over folds). A run with no inner
+    holdout (``valid_size=0``) has only its train loss; when no run has one, the score panel says so."""
     fig, (ax_score, ax_loss) = _subplots(1, 2, figsize=(11, 3.8))
     for i, (run, frame) in enumerate(curves.groupby("run", sort=True)):
         color = f"C{i % 10}"
         mean = frame.groupby("epoch").mean(numeric_only=True)
-        if "valid_score" in mean:
+        logged = [
+            c for c in ("valid_score", "train_loss", "valid_loss") if c in mean and mean[c].notna().any()
+        ]
+        if "valid_score" in logged:
             for _, fold in frame.groupby("fold"):
                 ax_score.plot(fold["epoch"], fold["valid_score"], color=color, alpha=0.25, lw=1)
             ax_score.plot(mean.index, mean["valid_score"], color=color, lw=2, label=run)
-        if "train_loss" in mean:
+        if "train_loss" in logged:
             ax_loss.plot(mean.index, mean["train_loss"], color=color, lw=2, label=f"{run} train")
-        if "valid_loss" in mean:
+        if "valid_loss" in logged:
             ax_loss.plot(mean.index, mean["valid_loss"], color=color, lw=2, ls="--", label=f"{run} valid")
     ax_score.set(xlabel="epoch", ylabel="validation score", title="inner-holdout score (thin: folds)")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, dashed: valid)")
     for ax in (ax_score, ax_loss):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if not ax_score.lines:
+        ax_score.text(
+            0.5, 0.5, NO_HOLDOUT, ha="center", va="center", color="gray", transform=ax_score.transAxes
+        )
+        ax_score.set(xticks=[], yticks=[])
     fig.tight_layout()
     return fig
 

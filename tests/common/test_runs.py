@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from common.errors import UserError
@@ -127,3 +128,19 @@ def test_find_runs_keeps_damaged_runs_as_broken_with_the_reason(tmp_path):
     broken = [r for r in found if isinstance(r, BrokenRun)]
     assert [r.name for r in broken] == ["lstm"] and "fold2/metrics.json: not valid JSON" in broken[0].reason
     assert {r.name for r in found} == {"linear", "textcnn", "lstm", "partial"}
+
+
+def test_learning_curve_plot_of_runs_without_an_inner_holdout_says_so():
+    """Runs trained on every row (valid_size=0) log only their train loss: the score panel is a note, not empty."""
+    from common import plots
+
+    curves = pd.DataFrame(
+        {"run": ["a"] * 3 + ["b"] * 3, "fold": 0, "epoch": [0, 1, 2] * 2, "train_loss": [3.0, 2, 1, 4, 3, 2]}
+    )
+    curves["valid_score"] = curves["valid_loss"] = np.nan
+    score, loss = plots.learning_curves(curves).axes
+    assert not score.lines and [t.get_text() for t in score.texts] == [plots.NO_HOLDOUT]
+    assert [line.get_label() for line in loss.lines] == ["a train", "b train"]
+    curves.loc[curves["run"] == "a", "valid_score"] = [0.1, 0.2, 0.3]
+    score, _ = plots.learning_curves(curves).axes
+    assert not score.texts and "a" in [line.get_label() for line in score.lines]
