@@ -55,7 +55,7 @@ def cv_by_run(board: pd.DataFrame, folds: pd.DataFrame, metric: str) -> Figure:
 
 
 #: the score panel's note when no run kept an inner holdout
-NO_HOLDOUT = "no inner holdout in these runs\n(valid_size=0: every training row is trained on)"
+NO_HOLDOUT = "no run logged an inner-holdout score\n(e.g. valid_size=0: every training row is trained on)"
 
 
 def learning_curves(curves: pd.DataFrame) -> Figure:
@@ -87,7 +87,7 @@ def learning_curves(curves: pd.DataFrame) -> Figure:
         ax_score.text(
             0.5, 0.5, NO_HOLDOUT, ha="center", va="center", color="gray", transform=ax_score.transAxes
         )
-        ax_score.set(xticks=[], yticks=[])
+        ax_score.set(xticks=[], yticks=[], xlabel="", ylabel="")
     fig.tight_layout()
     return fig
 
