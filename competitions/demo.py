@@ -49,8 +49,8 @@ MODELS = {
         ),
         (
             "resnet",
-            # the resnet's own recipe (batch 32, lr 1e-3 held then decayed, light augmentation, every row
-            # trained on), smaller images
+            # the street models' shared recipe (TakeOffConfig: batch 32, lr 1e-3 held then decayed, light
+            # augmentation, every row trained on), smaller images
             ["split=official", "backbone=resnet18", "img_h=48", "img_w=96", "epochs=15"],
         ),
     ],
